@@ -1,0 +1,183 @@
+"""Image input: files or arrays to float32 RGB in [0, 1], and the HSV value channel.
+
+Every other stage of dhde takes the output of :func:`load_image` (or an array of the same
+contract), so all input validation of pixel data lives here.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Union
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+#: Smallest image side that can hold one large (27x27) patch.
+MIN_SIDE = 27
+
+ImageLike = Union[str, os.PathLike, np.ndarray, jax.Array]
+
+
+def _read_file(path: Path) -> np.ndarray:
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    if not path.exists():
+        raise ValueError(f"image file not found: {str(path)!r}")
+    if not path.is_file():
+        raise ValueError(f"image path is not a file: {str(path)!r}")
+    try:
+        with Image.open(path) as im:
+            im = ImageOps.exif_transpose(im)  # JPEG orientation tag
+            mode = im.mode
+            if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+                arr = np.asarray(im, dtype=np.uint32).astype(np.float32) / 65535.0
+                return np.clip(arr, 0.0, 1.0)
+            if mode == "F":
+                return np.asarray(im, dtype=np.float32)
+            if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in im.info):
+                im = im.convert("RGBA")
+            elif mode not in ("L", "RGB"):
+                im = im.convert("RGB")
+            arr = np.asarray(im)
+    except UnidentifiedImageError as e:
+        raise ValueError(f"cannot read image file {str(path)!r}: not a recognised image format") from e
+    except OSError as e:
+        raise ValueError(f"cannot read image file {str(path)!r}: {e}") from e
+    if arr.dtype == np.uint8:
+        return arr.astype(np.float32) / 255.0
+    # 16-bit RGB PNGs are decoded by PIL to 8 bits; other exotic modes land here.
+    return arr.astype(np.float32)
+
+
+def _read_16bit_png(path: Path) -> np.ndarray | None:
+    """Reads 16-bit RGB(A) PNGs at full precision (PIL truncates them to 8 bits)."""
+    try:
+        import imageio.v3 as iio
+    except ImportError:  # pragma: no cover - imageio ships with scikit-image
+        return None
+    try:
+        arr = iio.imread(path)
+    except Exception:
+        return None
+    if arr.dtype == np.uint16:
+        return arr.astype(np.float32) / 65535.0
+    return None
+
+
+def _to_rgb(arr: np.ndarray, what: str) -> np.ndarray:
+    if arr.ndim == 2:
+        arr = np.repeat(arr[..., None], 3, axis=-1)
+    elif arr.ndim == 3 and arr.shape[-1] == 1:
+        arr = np.repeat(arr, 3, axis=-1)
+    elif arr.ndim == 3 and arr.shape[-1] == 2:  # grey + alpha
+        arr = arr[..., :1]
+        arr = np.repeat(arr, 3, axis=-1)
+    elif arr.ndim == 3 and arr.shape[-1] == 4:  # RGBA: drop alpha (composite is not defined)
+        arr = arr[..., :3]
+    elif arr.ndim != 3 or arr.shape[-1] != 3:
+        raise ValueError(
+            f"{what} must have shape (H, W), (H, W, 1), (H, W, 3) or (H, W, 4); got {arr.shape}"
+        )
+    return arr
+
+
+def load_image(image: ImageLike, *, min_side: int = MIN_SIDE) -> np.ndarray:
+    """Returns an image as float32 RGB in [0, 1] with shape (H, W, 3).
+
+    Args:
+      image: a path to an image file (PNG 8/16-bit, JPEG with EXIF orientation, grey, RGBA,
+        anything Pillow reads), or an array. Integer arrays are scaled by their dtype's maximum
+        (uint8 by 255, uint16 by 65535); float arrays must already be in [0, 1]. Grey (H, W) or
+        (H, W, 1) images are replicated to three channels; an alpha channel is dropped.
+      min_side: the smallest accepted height and width in pixels (default 27, the large patch).
+
+    Returns:
+      A NumPy float32 array of shape (H, W, 3), values in [0, 1].
+
+    Raises:
+      ValueError: unreadable file, wrong rank or channel count, non-finite values, float values
+        outside [0, 1], or an image smaller than ``min_side`` on a side.
+      TypeError: an input that is neither a path nor an array, or a non-numeric dtype.
+    """
+    if isinstance(image, (str, os.PathLike)):
+        path = Path(image)
+        what = f"image file {str(path)!r}"
+        arr = None
+        if path.suffix.lower() == ".png" and path.is_file():
+            arr = _read_16bit_png(path)
+        if arr is None:
+            arr = _read_file(path)
+    elif isinstance(image, (np.ndarray, jax.Array)):
+        what = "image array"
+        arr = np.asarray(image)
+        if arr.dtype == np.bool_:
+            arr = arr.astype(np.float32)
+        elif np.issubdtype(arr.dtype, np.integer):
+            if arr.size and arr.min() < 0:
+                raise ValueError("image array has negative integer values")
+            scale = 255.0 if arr.dtype.itemsize == 1 else float(np.iinfo(arr.dtype).max)
+            if arr.dtype.itemsize > 2 and arr.size and arr.max() <= 65535:
+                scale = 65535.0 if arr.max() > 255 else 255.0
+            arr = arr.astype(np.float32) / scale
+        elif np.issubdtype(arr.dtype, np.floating):
+            arr = arr.astype(np.float32)
+        else:
+            raise TypeError(f"image array has unsupported dtype {arr.dtype}")
+    else:
+        raise TypeError(
+            f"image must be a path or an array, got {type(image).__name__}"
+        )
+    arr = _to_rgb(arr, what)
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{what} contains NaN or infinite values")
+    lo, hi = float(arr.min()), float(arr.max())
+    if lo < -1e-6 or hi > 1.0 + 1e-6:
+        raise ValueError(
+            f"{what} has float values in [{lo:.4g}, {hi:.4g}]; expected [0, 1] "
+            "(divide 8-bit data by 255)"
+        )
+    h, w = arr.shape[:2]
+    if h < min_side or w < min_side:
+        raise ValueError(
+            f"{what} is {h}x{w} pixels; at least {min_side}x{min_side} is needed "
+            f"(one {min_side}x{min_side} patch)"
+        )
+    return np.ascontiguousarray(np.clip(arr, 0.0, 1.0), dtype=np.float32)
+
+
+def value_channel(rgb: jax.Array) -> jax.Array:
+    """The HSV value channel, max(R, G, B).
+
+    Args:
+      rgb: float array (..., 3) in [0, 1].
+
+    Returns:
+      float32 array (...) in [0, 1].
+    """
+    rgb = jnp.asarray(rgb)
+    if rgb.ndim < 1 or rgb.shape[-1] != 3:
+        raise ValueError(f"value_channel expects (..., 3) RGB, got shape {rgb.shape}")
+    return jnp.max(rgb.astype(jnp.float32), axis=-1)
+
+
+def save_image(path: Union[str, os.PathLike], image: np.ndarray, *, bits: int = 8) -> Path:
+    """Writes an (H, W) or (H, W, 3) float image in [0, 1] as an 8- or 16-bit PNG.
+
+    Parent directories are created. Values are clipped to [0, 1].
+    """
+    from PIL import Image
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arr = np.clip(np.asarray(image, dtype=np.float64), 0.0, 1.0)
+    if bits == 8:
+        Image.fromarray(np.round(arr * 255).astype(np.uint8)).save(path)
+    elif bits == 16:
+        if arr.ndim != 2:
+            raise ValueError("16-bit output supports grey (H, W) images only")
+        Image.fromarray(np.round(arr * 65535).astype(np.uint16)).save(path)
+    else:
+        raise ValueError(f"bits must be 8 or 16, got {bits}")
+    return path
