@@ -1,0 +1,33 @@
+"""Applications of a defocus map (paper 5.3-5.4): blur magnification, all-in-focus
+deconvolution, pseudo-depth and point clouds, blurred/sharp segmentation.
+
+All take an RGB image float32 (H, W, 3) in [0, 1] and/or a defocus map float32 (H, W) in
+sigma units (pixels of Gaussian std), as produced by dhde's estimator.
+"""
+
+from dhde.applications.deblur import DEFAULT_LAMBDA, all_in_focus, shrink
+from dhde.applications.depth import point_cloud, pseudo_depth, save_depth_png, save_point_cloud_ply
+from dhde.applications.magnify import magnify_blur
+from dhde.applications.segmentation import (
+    blur_threshold,
+    overlay_mask,
+    segment_blur,
+    tau_sweep_figure,
+    threshold_sweep,
+)
+
+__all__ = [
+    "DEFAULT_LAMBDA",
+    "all_in_focus",
+    "blur_threshold",
+    "magnify_blur",
+    "overlay_mask",
+    "point_cloud",
+    "pseudo_depth",
+    "save_depth_png",
+    "save_point_cloud_ply",
+    "segment_blur",
+    "shrink",
+    "tau_sweep_figure",
+    "threshold_sweep",
+]

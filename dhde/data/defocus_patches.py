@@ -1,0 +1,219 @@
+"""TFDS builder of the synthetic training set (paper 5.1): sharp edge patches, blurred 11 ways.
+
+For every sharp source image: the scale map with the *training* thresholds (twice the
+estimation ones) picks strong-edge pixels (scale 2, small patches) and weak-edge pixels (scale 1,
+large patches); both scales are balanced by random subsampling to the smaller count (at most
+``max_per_scale`` each). The whole image is then blurred with each of the 11 Gaussians
+(sigma = 0.5 ... 2.0, 27x27 kernel, replicate borders, as the authors' code), quantised to 8 bits
+like a photograph, and a 29x29 *context patch* (the 27x27 patch plus a one-pixel ring, see
+``dhde.features.pipeline``) is cut around each chosen pixel. Splits are by whole source image.
+
+The data set is written as array_record and read with ``tfds.data_source`` (no TensorFlow):
+
+    builder = DefocusPatches(config=DefocusPatchesConfig(name="default"), data_dir=...)
+    builder.download_and_prepare()
+    train = builder.as_data_source()["train"]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import tensorflow_datasets as tfds
+from tqdm.auto import tqdm
+
+from dhde.data.sources import SPLITS, iter_source
+from dhde.edges import TRAINING_THRESHOLDS, scale_map
+from dhde.features.pipeline import CONTEXT
+from dhde.gaussian import gaussian_blur
+from dhde.image import value_channel
+from dhde.labels import NUM_LABELS, SIGMAS
+from dhde.patches import extract_patches
+
+#: Radius of the authors' training blur kernel (27x27).
+BLUR_RADIUS = 13
+
+
+@dataclasses.dataclass
+class DefocusPatchesConfig(tfds.core.BuilderConfig):
+    """What to build.
+
+    Attributes:
+      source: "skimage" (photographs in scikit-image's wheel), "folder:/path/to/images", or
+        "tfds:name" (any TFDS image data set, e.g. "tfds:imagenet2012" after its manual download).
+      max_per_scale: at most this many patches per scale per source image (before x 11 blurs).
+      max_images: at most this many source images per split (None: all).
+      seed: seed of the subsampling and of the folder/TFDS split assignment.
+      source_data_dir: TFDS data_dir of a "tfds:" source.
+    """
+
+    source: str = "skimage"
+    max_per_scale: int = 1000
+    max_images: int | None = None
+    seed: int = 0
+    source_data_dir: str | None = None
+
+
+def choose_pixels(scales: np.ndarray, max_per_scale: int, rng: np.random.Generator):
+    """Balanced random subsample of scale-1 and scale-2 pixels.
+
+    Returns (coords (M, 2) int32 row/col, scale (M,) int32), M = 2 * min(n1, n2, max_per_scale),
+    sorted by (scale, row, col) so the result does not depend on hash order.
+    """
+    picks = []
+    n = min(int((scales == 1).sum()), int((scales == 2).sum()), max_per_scale)
+    for s in (1, 2):
+        rc = np.argwhere(scales == s)
+        if n:
+            sel = np.sort(rng.choice(len(rc), size=n, replace=False))
+            picks.append((rc[sel].astype(np.int32), np.full(n, s, np.int32)))
+    if not picks:
+        return np.zeros((0, 2), np.int32), np.zeros((0,), np.int32)
+    return np.concatenate([p[0] for p in picks]), np.concatenate([p[1] for p in picks])
+
+
+def blurred_context_patches(rgb: np.ndarray, coords: np.ndarray) -> np.ndarray:
+    """(11, M, 29, 29, 3) uint8 context patches of the image blurred with each sigma."""
+    out = []
+    img = jnp.asarray(rgb)
+    cj = jnp.asarray(coords)
+    for sigma in SIGMAS:
+        b = gaussian_blur(img, float(sigma), radius=BLUR_RADIUS)
+        b8 = jnp.clip(jnp.round(b * 255.0), 0, 255).astype(jnp.uint8)
+        out.append(np.asarray(extract_patches(b8, cj, CONTEXT)))
+    return np.stack(out)
+
+
+def image_examples(name: str, rgb: np.ndarray, max_per_scale: int, seed: int):
+    """Yields (key, example) pairs for one sharp source image."""
+    rng = np.random.default_rng([seed, int.from_bytes(name.encode()[:8].ljust(8, b"\0"), "little")])
+    scales = np.asarray(scale_map(value_channel(jnp.asarray(rgb)), TRAINING_THRESHOLDS))
+    coords, scale = choose_pixels(scales, max_per_scale, rng)
+    if len(coords) == 0:
+        return
+    patches = blurred_context_patches(rgb, coords)
+    for label in range(NUM_LABELS):
+        for i in range(len(coords)):
+            yield f"{name}/{label}/{i}", {
+                "patch": patches[label, i],
+                "scale": int(scale[i]),
+                "label": label,
+                "sigma": float(SIGMAS[label]),
+                "row": int(coords[i, 0]),
+                "col": int(coords[i, 1]),
+                "source": name,
+            }
+
+
+class DefocusPatches(tfds.core.GeneratorBasedBuilder):
+    """Synthetically blurred multi-scale edge patches with 11 blur labels."""
+
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "First release."}
+    BUILDER_CONFIGS = [
+        DefocusPatchesConfig(name="default", description="scikit-image photographs, 1000/scale/image"),
+        DefocusPatchesConfig(name="tiny", description="smoke tests", max_per_scale=20, max_images=2),
+    ]
+    DEFAULT_CONFIG_NAME = "default"
+
+    def __init__(self, *, file_format="array_record", **kwargs):
+        super().__init__(file_format=file_format, **kwargs)
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        return tfds.core.DatasetInfo(
+            builder=self,
+            description=__doc__,
+            features=tfds.features.FeaturesDict(
+                {
+                    "patch": tfds.features.Tensor(shape=(CONTEXT, CONTEXT, 3), dtype=np.uint8),
+                    "scale": tfds.features.Scalar(dtype=np.int32, doc="1 = large 27x27, 2 = small 15x15"),
+                    "label": tfds.features.ClassLabel(num_classes=NUM_LABELS),
+                    "sigma": tfds.features.Scalar(dtype=np.float32, doc="Gaussian blur sigma, pixels"),
+                    "row": tfds.features.Scalar(dtype=np.int32),
+                    "col": tfds.features.Scalar(dtype=np.int32),
+                    "source": tfds.features.Text(),
+                }
+            ),
+            supervised_keys=("patch", "label"),
+        )
+
+    def _split_generators(self, dl_manager):
+        del dl_manager  # nothing is downloaded
+        return {split: self._generate_examples(split) for split in SPLITS}
+
+    def _generate_examples(self, split: str):
+        cfg = self.builder_config
+        images = iter_source(
+            cfg.source, split, data_dir=cfg.source_data_dir, max_images=cfg.max_images, seed=cfg.seed
+        )
+        for name, rgb in tqdm(images, desc=f"{split} source images", unit="img"):
+            yield from image_examples(name, rgb, cfg.max_per_scale, cfg.seed)
+
+
+def make_config(
+    source: str = "skimage",
+    max_per_scale: int = 1000,
+    max_images: int | None = None,
+    seed: int = 0,
+    source_data_dir: str | None = None,
+) -> DefocusPatchesConfig:
+    """A config whose name encodes its settings, so different settings never share files."""
+    import hashlib
+    import re
+
+    slug = re.sub(r"[^A-Za-z0-9]+", "_", source).strip("_")[:40]
+    h = hashlib.sha1(f"{source}|{source_data_dir}".encode()).hexdigest()[:6]
+    name = f"{slug}_{h}_m{max_per_scale}_i{max_images or 'all'}_s{seed}"
+    return DefocusPatchesConfig(
+        name=name, source=source, max_per_scale=max_per_scale, max_images=max_images,
+        seed=seed, source_data_dir=source_data_dir,
+    )
+
+
+def build(config: DefocusPatchesConfig | str = "default", data_dir: str | None = None):
+    """Builds (if needed) and returns ``{split: data source}`` for a config or config name."""
+    b = DefocusPatches(config=config, data_dir=data_dir)
+    b.download_and_prepare()
+    return b.as_data_source()
+
+
+def load_arrays(source, indices=None, desc: str = "loading patches") -> dict[str, np.ndarray]:
+    """Reads a split (or the given indices of it) into NumPy arrays: patch, scale, label."""
+    n = len(source)
+    idx = np.arange(n) if indices is None else np.asarray(indices)
+    patch = np.empty((len(idx), CONTEXT, CONTEXT, 3), np.uint8)
+    scale = np.empty((len(idx),), np.int32)
+    label = np.empty((len(idx),), np.int32)
+    chunk = 4096
+    for s in tqdm(range(0, len(idx), chunk), desc=desc, unit="chunk", leave=False):
+        exs = source.__getitems__(idx[s : s + chunk].tolist())
+        for j, ex in enumerate(exs):
+            patch[s + j] = ex["patch"]
+            scale[s + j] = ex["scale"]
+            label[s + j] = ex["label"]
+    return {"patch": patch, "scale": scale, "label": label}
+
+
+def default_data_dir() -> str:
+    """``$DHDE_DATA_DIR`` or ``~/.cache/dhde/tfds``: shared by all runs of a sweep."""
+    import os
+
+    return os.environ.get("DHDE_DATA_DIR", os.path.expanduser("~/.cache/dhde/tfds"))
+
+
+def build_locked(config: DefocusPatchesConfig | str = "default", data_dir: str | None = None):
+    """:func:`build` under a file lock, so parallel sweep jobs build the data set only once."""
+    import fcntl
+    import os
+
+    data_dir = data_dir or default_data_dir()
+    os.makedirs(data_dir, exist_ok=True)
+    with open(os.path.join(data_dir, ".dhde_build.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return build(config, data_dir)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)

@@ -1,0 +1,211 @@
+"""Per-patch features end to end (paper section 3): patches in, encoded features out.
+
+The canonical per-patch input is a *context patch*: the RGB patch of side w (27 or 15) centred
+on its pixel plus a one-pixel ring, (N, w + 2, w + 2, 3) float32 in [0, 1], cut with replicate
+(clamp) indexing. The ring is what the gradient needs: forward differences (authors' code) use
+the next row/column, Sobel (paper) both neighbours. Cutting a context patch of a replicate-padded
+image and differencing inside it gives exactly the code's gradient of the padded image (at the
+border the replicated rows are equal, so the forward difference there is 0 as in the code).
+
+Training data stores 29x29 context patches; inference gathers them from the image. Both paths
+run :func:`patch_bins` and :func:`encode_hand`, so a model sees identical features in both.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from dhde.features.dct import dct_feature
+from dhde.features.encoding import encode_scale
+from dhde.features.gradient import SOBEL_SCALE, gradient_feature
+from dhde.features.singular_values import singular_value_feature
+from dhde.patches import LARGE, SMALL, pad_small_to_large
+
+#: Number of bins per hand-crafted feature for each patch side (paper 5.3).
+BINS = {LARGE: 25, SMALL: 13}
+#: Side of the stored training context patch: the large patch plus a one-pixel ring.
+CONTEXT = LARGE + 2
+
+def patch_gradient_magnitude(gray_ctx: jax.Array, method: str = "forward") -> jax.Array:
+    """Gradient magnitude inside context patches, in [0, 1].
+
+    Args:
+      gray_ctx: (N, w + 2, w + 2) float32 grey context patches in [0, 1].
+      method: "forward": forward differences, sqrt(gx^2 + gy^2) / sqrt(2) (authors' code);
+        "sobel": 3x3 Sobel, magnitude / sqrt(20) (the paper's variant; see
+        ``dhde.features.gradient.SOBEL_SCALE``).
+
+    Returns:
+      (N, w, w) float32 magnitudes in [0, 1].
+    """
+    c = gray_ctx[:, 1:-1, 1:-1]
+    if method == "forward":
+        gx = gray_ctx[:, 1:-1, 2:] - c
+        gy = gray_ctx[:, 2:, 1:-1] - c
+        return jnp.sqrt(gx * gx + gy * gy) / jnp.sqrt(2.0)
+    if method == "sobel":
+        g = gray_ctx
+        gx = (g[:, :-2, 2:] + 2 * g[:, 1:-1, 2:] + g[:, 2:, 2:]) - (
+            g[:, :-2, :-2] + 2 * g[:, 1:-1, :-2] + g[:, 2:, :-2]
+        )
+        gy = (g[:, 2:, :-2] + 2 * g[:, 2:, 1:-1] + g[:, 2:, 2:]) - (
+            g[:, :-2, :-2] + 2 * g[:, :-2, 1:-1] + g[:, :-2, 2:]
+        )
+        return jnp.sqrt(gx * gx + gy * gy) / SOBEL_SCALE
+    raise ValueError(f"gradient method must be 'forward' or 'sobel', got {method!r}")
+
+
+def cnn_input(rgb_ctx: jax.Array, small_padding: str = "replicate") -> jax.Array:
+    """The deep feature's input: (N, 27, 27, 3) RGB in 0..255 (rounded, as uint8 in the code).
+
+    Args:
+      rgb_ctx: (N, w + 2, w + 2, 3) context patches in [0, 1], w = 27 or 15.
+      small_padding: how 15x15 patches reach 27x27: "replicate" (code) or "zero" (paper).
+    """
+    p = jnp.round(rgb_ctx[:, 1:-1, 1:-1] * 255.0)
+    if p.shape[1] == SMALL:
+        p = pad_small_to_large(p, mode=small_padding)
+    return p
+
+
+def patch_bins(
+    rgb_ctx: jax.Array, components: tuple[str, ...], gradient: str = "forward"
+) -> dict[str, jax.Array]:
+    """Normalised hand-crafted feature bins of context patches of one side.
+
+    Args:
+      rgb_ctx: (N, w + 2, w + 2, 3) float32 in [0, 1], w = 27 (25 bins) or 15 (13 bins).
+      components: any of "D", "G", "S" (others ignored).
+      gradient: "forward" or "sobel".
+
+    Returns:
+      {component: (N, n_bins) float32}, each row log1p + L1 normalised.
+    """
+    w = rgb_ctx.shape[1] - 2
+    if w not in BINS:
+        raise ValueError(f"context patches must be {LARGE + 2} or {SMALL + 2} wide, got {w + 2}")
+    n = BINS[w]
+    gray_ctx = jnp.max(rgb_ctx, axis=-1)
+    gray = gray_ctx[:, 1:-1, 1:-1]
+    out = {}
+    if "D" in components:
+        out["D"] = dct_feature(gray, n)
+    if "G" in components:
+        out["G"] = gradient_feature(patch_gradient_magnitude(gray_ctx, gradient), n)
+    if "S" in components:
+        out["S"] = singular_value_feature(gray, n)
+    return out
+
+
+def encode_hand(
+    large: dict[str, jax.Array] | None,
+    small: dict[str, jax.Array] | None,
+    is_small: jax.Array,
+    hand_components: tuple[str, ...],
+    encoding: str,
+    c_large: float,
+    c_small: float,
+) -> jax.Array:
+    """Scale-encodes and concatenates the hand-crafted features in D, G, S order.
+
+    Either of ``large`` / ``small`` may be None (all patches of the other scale).
+    Returns (N, width) float32; width 0 when there are no hand-crafted components.
+    """
+    n = is_small.shape[0]
+    parts = []
+    for c in hand_components:
+        lb = large[c] if large is not None else jnp.zeros((n, BINS[LARGE]), jnp.float32)
+        sb = small[c] if small is not None else jnp.zeros((n, BINS[SMALL]), jnp.float32)
+        parts.append(encode_scale(lb, sb, is_small, encoding, c_large, c_small))
+    if not parts:
+        return jnp.zeros((n, 0), jnp.float32)
+    return jnp.concatenate(parts, axis=-1)
+
+
+class PatchFeatures(NamedTuple):
+    """Model input for a batch of patches."""
+
+    hand: jax.Array  #: (N, hand_width) float32 encoded hand-crafted features
+    cnn: jax.Array  #: (N, 27, 27, 3) float32 RGB in 0..255 (zeros when unused)
+
+
+def _small_context(rgb_ctx29: jax.Array) -> jax.Array:
+    o = (LARGE - SMALL) // 2
+    return rgb_ctx29[:, o : o + SMALL + 2, o : o + SMALL + 2]
+
+
+def _check_context(rgb_ctx29: jax.Array) -> None:
+    if rgb_ctx29.ndim != 4 or rgb_ctx29.shape[1:] != (CONTEXT, CONTEXT, 3):
+        raise ValueError(
+            f"expected (N, {CONTEXT}, {CONTEXT}, 3) context patches, got {rgb_ctx29.shape}"
+        )
+
+
+def context_hand(rgb_ctx29: jax.Array, is_small: jax.Array, config) -> jax.Array:
+    """Encoded hand-crafted features of mixed-scale 29x29 context patches (training path).
+
+    Args:
+      rgb_ctx29: (N, 29, 29, 3) float32 in [0, 1], centred on the patch pixel.
+      is_small: (N,) bool, True for strong-edge (15x15) patches; ignored (all large) for the
+        ``single_scale`` encoding.
+      config: a :class:`dhde.model.ModelConfig`.
+
+    Returns:
+      (N, config.hand_width) float32.
+    """
+    _check_context(rgb_ctx29)
+    comps = config.hand_components
+    if config.encoding == "single_scale":
+        is_small = jnp.zeros_like(is_small)
+        small = None
+    else:
+        small = patch_bins(_small_context(rgb_ctx29), comps, config.gradient)
+    large = patch_bins(rgb_ctx29, comps, config.gradient)
+    return encode_hand(
+        large, small, is_small, comps, config.encoding, config.c_large, config.c_small
+    )
+
+
+def context_cnn(rgb_ctx29: jax.Array, is_small: jax.Array, config) -> jax.Array:
+    """(N, 27, 27, 3) CNN input (0..255) of mixed-scale 29x29 context patches."""
+    _check_context(rgb_ctx29)
+    if not config.uses_deep:
+        return jnp.zeros((rgb_ctx29.shape[0], LARGE, LARGE, 3), jnp.float32)
+    big = cnn_input(rgb_ctx29)
+    if config.encoding == "single_scale":
+        return big
+    sm = cnn_input(_small_context(rgb_ctx29), config.small_padding)
+    return jnp.where(is_small[:, None, None, None], sm, big)
+
+
+def context_features(rgb_ctx29: jax.Array, is_small: jax.Array, config) -> PatchFeatures:
+    """Model input of mixed-scale 29x29 context patches (see :func:`context_hand`)."""
+    return PatchFeatures(
+        context_hand(rgb_ctx29, is_small, config), context_cnn(rgb_ctx29, is_small, config)
+    )
+
+
+def scale_features(rgb_ctx: jax.Array, small: bool, config) -> PatchFeatures:
+    """Features of single-scale context patches (the inference path: no wasted work).
+
+    Args:
+      rgb_ctx: (N, 29, 29, 3) for large or (N, 17, 17, 3) for small patches, in [0, 1].
+      small: whether these are small (15x15) patches.
+      config: a :class:`dhde.model.ModelConfig`.
+    """
+    n = rgb_ctx.shape[0]
+    comps = config.hand_components
+    bins = patch_bins(rgb_ctx, comps, config.gradient)
+    is_small = jnp.full((n,), small)
+    hand = encode_hand(
+        None if small else bins, bins if small else None, is_small, comps,
+        config.encoding, config.c_large, config.c_small,
+    )
+    if config.uses_deep:
+        cnn = cnn_input(rgb_ctx, config.small_padding)
+    else:
+        cnn = jnp.zeros((n, LARGE, LARGE, 3), jnp.float32)
+    return PatchFeatures(hand, cnn)

@@ -1,0 +1,209 @@
+"""Rolling guidance filter (Zhang et al., ECCV 2014): the guidance image I_G of paper 4.2.
+
+The filter removes small-scale texture and noise while keeping large edges:
+
+    J_1     = Gaussian blur of I                      (the joint bilateral filter with a constant guidance)
+    J_{t+1} = joint bilateral filter of I guided by J_t
+    J_{t+1}(p) = sum_q w_t(p, q) I(q) / sum_q w_t(p, q),
+    w_t(p, q) = exp(-|p - q|^2 / (2 sigma_s^2) - ||J_t(p) - J_t(q)||^2 / (2 sigma_r^2)),
+
+and ``iterations`` counts J_1 too (the authors' code runs 3 iterations; its bilateral-grid step
+starts from an all-zero guidance, which makes the first one a Gaussian blur).
+
+Here the weights are exact (no bilateral grid): q runs over a (2 radius + 1)^2 square window,
+radius = ceil(3 sigma_s) by default, and the image is extended by REPLICATE padding (edge pixels
+repeated) at the borders, so every pixel has a full window. Values are not clipped, so any
+finite float input works; sigma_r is in the units of the pixel values (1.5 on [0, 1] images, as in
+the authors' code, makes the range term weak).
+"""
+
+from __future__ import annotations
+
+import math
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dhde.gaussian import convolve1d_replicate
+
+#: Defaults of the authors' code (``RollingGuidanceFilter(I, 1.5, 1.5, 3)``, guidance of paper 4.2).
+SIGMA_S = 1.5
+SIGMA_R = 1.5
+ITERATIONS = 3
+
+
+def _is_concrete(x) -> bool:
+    return not isinstance(x, jax.core.Tracer)
+
+
+def _check_sigma(value, name: str) -> None:
+    if _is_concrete(value):
+        v = np.asarray(value)
+        if v.shape != () or not np.isfinite(v) or not v > 0:
+            raise ValueError(f"{name} must be a positive finite scalar, got {value!r}")
+
+
+def _check_image(image, name: str) -> jax.Array:
+    if not hasattr(image, "shape"):
+        image = np.asarray(image)
+    if image.ndim != 3 or image.shape[-1] < 1:
+        raise ValueError(f"{name} must have shape (H, W, C), got shape {tuple(image.shape)}")
+    if image.shape[0] < 1 or image.shape[1] < 1:
+        raise ValueError(f"{name} must not be empty, got shape {tuple(image.shape)}")
+    if not (jnp.issubdtype(image.dtype, jnp.floating) or jnp.issubdtype(image.dtype, jnp.integer)):
+        raise TypeError(f"{name} must be a real float array, got dtype {image.dtype}")
+    if _is_concrete(image) and not np.all(np.isfinite(np.asarray(image, np.float32))):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return jnp.asarray(image, jnp.float32)
+
+
+def _resolve_radius(sigma_s, radius: int | None) -> int:
+    if radius is None:
+        if not _is_concrete(sigma_s):
+            raise ValueError("pass radius explicitly when sigma_s is traced (e.g. under jax.jit)")
+        return max(1, int(math.ceil(3.0 * float(sigma_s))))
+    if isinstance(radius, bool) or not isinstance(radius, (int, np.integer)) or radius < 1:
+        raise ValueError(f"radius must be a positive int, got {radius!r}")
+    return int(radius)
+
+
+def _gaussian_blur_chw(x: jax.Array, sigma_s: jax.Array, radius: int) -> jax.Array:
+    """Normalised truncated Gaussian of (C, H, W) over the last two axes, replicate borders."""
+    d = jnp.arange(-radius, radius + 1, dtype=jnp.float32)
+    k = jnp.exp(-(d * d) / (2.0 * sigma_s * sigma_s))
+    k = k / jnp.sum(k)
+    return convolve1d_replicate(convolve1d_replicate(x, k, axis=1), k, axis=2)
+
+
+def _joint_bilateral_chw(
+    image: jax.Array, guide: jax.Array, sigma_s: jax.Array, sigma_r: jax.Array, radius: int, per_channel: bool
+) -> jax.Array:
+    """Exact joint bilateral filter of (C, H, W) ``image`` guided by (C, H, W) ``guide``.
+
+    All (2r+1)^2 offsets are unrolled on 2-D planes: XLA fuses them into one pass (measured faster
+    than a fori_loop over rows on CPU; broadcasting one weight plane against (C, H, W) instead
+    splits the fusion and is ~50x slower). The centre weight is exp(0) = 1, so the normaliser >= 1.
+    """
+    c, h, w = image.shape
+    pad = ((radius, radius), (radius, radius))
+    ip = [jnp.pad(image[i], pad, mode="edge") for i in range(c)]
+    gp = [jnp.pad(guide[i], pad, mode="edge") for i in range(c)]
+    ks = 0.5 / (sigma_s * sigma_s)
+    kr = 0.5 / (sigma_r * sigma_r)
+    num = [jnp.zeros((h, w), jnp.float32) for _ in range(c)]
+    den = [jnp.zeros((h, w), jnp.float32) for _ in range(c if per_channel else 1)]
+    for dy in range(2 * radius + 1):
+        for dx in range(2 * radius + 1):
+            spatial = ks * float((dy - radius) ** 2 + (dx - radius) ** 2)
+            d2 = [(guide[i] - gp[i][dy : dy + h, dx : dx + w]) ** 2 for i in range(c)]
+            if per_channel:
+                wgt = [jnp.exp(-spatial - kr * d) for d in d2]
+            else:
+                wgt = [jnp.exp(-spatial - kr * sum(d2[1:], d2[0]))] * c
+            for i in range(c):
+                num[i] = num[i] + wgt[i] * ip[i][dy : dy + h, dx : dx + w]
+            for i in range(len(den)):
+                den[i] = den[i] + wgt[i]
+    return jnp.stack([num[i] / den[i if per_channel else 0] for i in range(c)])
+
+
+@partial(jax.jit, static_argnames=("radius", "per_channel"))
+def _joint_bilateral(image, guidance, sigma_s, sigma_r, *, radius: int, per_channel: bool):
+    img = jnp.moveaxis(image, -1, 0)
+    gde = jnp.moveaxis(guidance, -1, 0)
+    out = _joint_bilateral_chw(img, gde, sigma_s, sigma_r, radius, per_channel)
+    return jnp.moveaxis(out, 0, -1)
+
+
+@partial(jax.jit, static_argnames=("radius", "iterations", "per_channel"))
+def _rolling_guidance(image, sigma_s, sigma_r, *, radius: int, iterations: int, per_channel: bool):
+    img = jnp.moveaxis(image, -1, 0)  # (C, H, W): the W axis stays contiguous for vectorisation
+    sigma_s = jnp.asarray(sigma_s, jnp.float32)
+    sigma_r = jnp.asarray(sigma_r, jnp.float32)
+    guide = _gaussian_blur_chw(img, sigma_s, radius)
+    for _ in range(iterations - 1):
+        guide = _joint_bilateral_chw(img, guide, sigma_s, sigma_r, radius, per_channel)
+    return jnp.moveaxis(guide, 0, -1)
+
+
+def joint_bilateral_filter(
+    image,
+    guidance,
+    sigma_s: float = SIGMA_S,
+    sigma_r: float = SIGMA_R,
+    *,
+    per_channel: bool = True,
+    radius: int | None = None,
+) -> jax.Array:
+    """Exact joint bilateral filter of ``image`` guided by ``guidance`` (one rolling-guidance step).
+
+    out(p) = sum_q w(p, q) image(q) / sum_q w(p, q) over the (2 radius + 1)^2 window around p, with
+    w(p, q) = exp(-|p - q|^2 / (2 sigma_s^2) - d(p, q)^2 / (2 sigma_r^2)); replicate borders.
+
+    Args:
+      image: (H, W, C) float array (finite; RGB in [0, 1] in the pipeline).
+      guidance: (H, W, C) float array, same shape as ``image``.
+      sigma_s: spatial standard deviation in pixels (> 0; traced, no recompilation on change).
+      sigma_r: range standard deviation in pixel-value units (> 0; traced).
+      per_channel: True: channel c is guided by guidance channel c alone (authors' code);
+        False: d(p, q) is the Euclidean colour distance over all C channels of ``guidance``.
+      radius: window half-width (static); default ceil(3 sigma_s), at least 1.
+
+    Returns:
+      (H, W, C) float32.
+    """
+    image = _check_image(image, "image")
+    guidance = _check_image(guidance, "guidance")
+    if guidance.shape != image.shape:
+        raise ValueError(f"guidance shape {guidance.shape} differs from image shape {image.shape}")
+    _check_sigma(sigma_s, "sigma_s")
+    _check_sigma(sigma_r, "sigma_r")
+    r = _resolve_radius(sigma_s, radius)
+    return _joint_bilateral(
+        image, guidance, jnp.asarray(sigma_s, jnp.float32), jnp.asarray(sigma_r, jnp.float32), radius=r, per_channel=bool(per_channel)
+    )
+
+
+def rolling_guidance_filter(
+    image,
+    sigma_s: float = SIGMA_S,
+    sigma_r: float = SIGMA_R,
+    iterations: int = ITERATIONS,
+    *,
+    per_channel: bool = True,
+    radius: int | None = None,
+) -> jax.Array:
+    """Rolling guidance filter: the edge-preserving smoothed guidance image I_G (paper 4.2).
+
+    Args:
+      image: (H, W, C) float array, normally RGB in [0, 1] (any finite values are accepted).
+      sigma_s: spatial standard deviation in pixels (> 0), default 1.5. Traced: changing it does
+        not recompile as long as ``radius`` (static) stays the same.
+      sigma_r: range standard deviation in pixel-value units (> 0), default 1.5. Traced.
+      iterations: number of steps including the first Gaussian blur (static int >= 1), default 3.
+      per_channel: True (default, authors' code): each channel is filtered with its own previous
+        result as guidance; False: range distance = Euclidean colour distance over all channels.
+      radius: window half-width in pixels (static int >= 1); default ceil(3 sigma_s) (5 for 1.5).
+        Must be given when ``sigma_s`` is a tracer.
+
+    Returns:
+      (H, W, C) float32 guidance image I_G; values stay within the input's range per channel.
+
+    Works under ``jax.jit`` (pass ``radius``) and ``jax.vmap`` over a leading batch axis.
+    """
+    image = _check_image(image, "image")
+    _check_sigma(sigma_s, "sigma_s")
+    _check_sigma(sigma_r, "sigma_r")
+    if isinstance(iterations, bool) or not isinstance(iterations, (int, np.integer)) or iterations < 1:
+        raise ValueError(f"iterations must be an int >= 1, got {iterations!r}")
+    r = _resolve_radius(sigma_s, radius)
+    return _rolling_guidance(
+        image,
+        jnp.asarray(sigma_s, jnp.float32),
+        jnp.asarray(sigma_r, jnp.float32),
+        radius=r,
+        iterations=int(iterations),
+        per_channel=bool(per_channel),
+    )

@@ -1,0 +1,1 @@
+"""Training the defocus classifier: optimisers, sharded steps, checkpoints and the loop."""

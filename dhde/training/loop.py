@@ -1,0 +1,284 @@
+"""``train_and_evaluate(config, workdir)``: the whole training run, resumable.
+
+``config`` is the composed Hydra config (``conf/train.yaml``) or any mapping with the same
+keys. Everything the run writes goes under ``workdir``:
+
+    checkpoints/           orbax: last N steps + the best by validation accuracy
+    model/                 the best model, loadable with ``dhde.load_model(workdir/"model")``
+    metrics.json           test metrics (Table-1 numbers) and the run's settings
+    confusion.png          test confusion matrix
+    history.jsonl          training/validation curves
+
+Kill the process and run the same command again: it resumes from the last checkpoint and
+sees the same batches it would have seen (the data order is a pure function of seed and step).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from functools import partial
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm.auto import tqdm
+
+from dhde.features.pipeline import context_hand
+from dhde.model import DefocusModel, DefocusNet, ModelConfig, init_model
+from dhde.model_io import save_model
+from dhde.training import checkpoints
+from dhde.training.metrics import classification_metrics, confusion_png
+from dhde.training.optim import make_optimizer
+from dhde.training.step import compile_steps, data_mesh, init_state, put_batch, replicated
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training produced a NaN/inf loss; the last good checkpoint is kept."""
+
+
+def _get(cfg, path, default=None):
+    cur = cfg
+    for k in path.split("."):
+        if cur is None:
+            return default
+        try:
+            cur = cur[k]
+        except (KeyError, TypeError, AttributeError):
+            return default
+    return default if cur is None else cur
+
+
+def model_config(cfg) -> ModelConfig:
+    """ModelConfig from the ``features``, ``encoding`` and ``model`` config sections."""
+    m = _get(cfg, "model", {}) or {}
+    return ModelConfig(
+        feature_set=str(_get(cfg, "features.set", "B")),
+        encoding=str(_get(cfg, "encoding.name", "separate")),
+        c_large=float(m.get("c_large", 1.0)),
+        c_small=float(m.get("c_small", 1.0)),
+        gradient=str(m.get("gradient", "forward")),
+        small_padding=str(m.get("small_padding", "replicate")),
+        hidden=tuple(m.get("hidden", (300, 150))),
+        dropout=float(m.get("dropout", 0.5)),
+    )
+
+
+@partial(jax.jit, static_argnames=("config",))
+def _hand_batch(patch_u8, scale, config):
+    return context_hand(patch_u8.astype(jnp.float32) / 255.0, scale == 2, config)
+
+
+def hand_features(arrays: dict, config: ModelConfig, chunk: int = 8192, desc="hand features") -> np.ndarray:
+    """Precomputes the (N, hand_width) encoded hand-crafted features of a loaded split.
+
+    They do not depend on the parameters, so computing them once makes each training step
+    cost only the CNN and the classifier.
+    """
+    n = len(arrays["label"])
+    out = np.zeros((n, config.hand_width), np.float32)
+    if config.hand_width == 0 or n == 0:
+        return out
+    for s in tqdm(range(0, n, chunk), desc=desc, leave=False):
+        p, sc = arrays["patch"][s : s + chunk], arrays["scale"][s : s + chunk]
+        m = len(p)
+        if m < chunk:  # pad the tail so every chunk has one shape (one compilation)
+            p = np.concatenate([p, np.zeros((chunk - m,) + p.shape[1:], p.dtype)])
+            sc = np.concatenate([sc, np.ones(chunk - m, sc.dtype)])
+        out[s : s + m] = np.asarray(_hand_batch(p, sc, config))[:m]
+    return out
+
+
+def batch_indices(step: int, n: int, batch_size: int, seed: int) -> np.ndarray:
+    """Indices of global batch ``step``: epoch-wise permutations seeded by (seed, epoch)."""
+    per_epoch = max(n // batch_size, 1)
+    epoch, k = divmod(step, per_epoch)
+    perm = np.random.default_rng([seed, epoch]).permutation(n)
+    idx = perm[k * batch_size : (k + 1) * batch_size]
+    if len(idx) < batch_size:  # tiny data sets: wrap around
+        idx = np.resize(perm, batch_size)
+    return idx
+
+
+def _host_batch(arrays, hand, idx, weight=None):
+    b = {
+        "patch": arrays["patch"][idx],
+        "scale": arrays["scale"][idx],
+        "label": arrays["label"][idx],
+        "hand": hand[idx],
+        "weight": np.ones(len(idx), np.float32) if weight is None else weight,
+    }
+    return b
+
+
+def _process_rows(b: dict) -> dict:
+    """This process's rows of a global host batch (multi-host data parallelism)."""
+    p, n = jax.process_index(), jax.process_count()
+    if n == 1:
+        return b
+    rows = len(b["label"]) // n
+    return {k: v[p * rows : (p + 1) * rows] for k, v in b.items()}
+
+
+def predict_split(eval_fn, params, arrays, hand, mesh, batch_size) -> tuple[np.ndarray, np.ndarray]:
+    """Predicted labels and confidences of a whole split (padded to full batches)."""
+    n = len(arrays["label"])
+    preds, confs = [], []
+    for s in range(0, n, batch_size):
+        idx = np.arange(s, min(s + batch_size, n))
+        w = np.ones(batch_size, np.float32)
+        if len(idx) < batch_size:
+            w[len(idx):] = 0
+            idx = np.concatenate([idx, np.zeros(batch_size - len(idx), idx.dtype)])
+        b = put_batch(_process_rows(_host_batch(arrays, hand, idx, w)), mesh)
+        p, c = eval_fn(params, b)
+        m = int(w.sum())
+        preds.append(np.asarray(jax.device_get(p))[:m])
+        confs.append(np.asarray(jax.device_get(c))[:m])
+    if not preds:
+        return np.zeros(0, np.int32), np.zeros(0, np.float32)
+    return np.concatenate(preds), np.concatenate(confs)
+
+
+def load_splits(cfg):
+    """Builds (if needed) the TFDS patch data set and loads its splits into memory."""
+    from dhde.data.defocus_patches import build_locked, load_arrays, make_config
+
+    d = _get(cfg, "data", {}) or {}
+    dcfg = make_config(
+        source=str(d.get("source", "skimage")),
+        max_per_scale=int(d.get("max_per_scale", 1000)),
+        max_images=d.get("max_images"),
+        seed=int(d.get("seed", 0)),
+        source_data_dir=d.get("source_data_dir"),
+    )
+    sources = build_locked(dcfg, d.get("data_dir"))
+    out = {}
+    for split in ("train", "validation", "test"):
+        limit = d.get(f"max_{split}")
+        n = len(sources[split])
+        idx = None
+        if limit is not None and n > int(limit):
+            idx = np.sort(np.random.default_rng([dcfg.seed, 7]).choice(n, int(limit), replace=False))
+        out[split] = load_arrays(sources[split], idx, desc=f"loading {split}")
+    return out
+
+
+def train_and_evaluate(cfg, workdir: str | Path, splits: dict | None = None) -> dict:
+    """Trains a classifier, resuming from ``workdir/checkpoints`` if present; returns test metrics.
+
+    Args:
+      cfg: composed config (see ``conf/train.yaml``).
+      workdir: output folder (Hydra's run directory).
+      splits: optional preloaded ``{"train", "validation", "test"}`` arrays (tests).
+    """
+    workdir = Path(workdir).absolute()
+    workdir.mkdir(parents=True, exist_ok=True)
+    seed = int(_get(cfg, "seed", 0))
+    t = _get(cfg, "train", {}) or {}
+    steps = int(t.get("steps", 10000))
+    batch_size = int(t.get("batch_size", 256))
+    schedule = str(t.get("schedule", "joint"))
+    if schedule not in ("joint", "two_stage"):
+        raise ValueError(f"train.schedule must be 'joint' or 'two_stage', got {schedule!r}")
+    stage1 = int(steps * float(t.get("stage1_fraction", 0.5))) if schedule == "two_stage" else 0
+    eval_every = int(t.get("eval_every", 1000))
+    log_every = int(t.get("log_every", 100))
+    mesh = data_mesh()
+    ndev = mesh.devices.size
+    if batch_size % ndev:
+        raise ValueError(f"train.batch_size={batch_size} must be a multiple of the device count {ndev}")
+
+    mcfg = model_config(cfg)
+    if schedule == "two_stage" and (not mcfg.uses_deep or not mcfg.hand_components):
+        raise ValueError("the two_stage schedule needs a feature set with both C and hand-crafted features")
+    splits = splits if splits is not None else load_splits(cfg)
+    if len(splits["train"]["label"]) == 0:
+        raise ValueError("the training split is empty: no source image gave balanced edge patches")
+    hands = {k: hand_features(v, mcfg, desc=f"hand features ({k})") for k, v in splits.items()}
+
+    o = _get(cfg, "optimizer", {}) or {}
+    tx = make_optimizer(
+        str(o.get("name", "adamw")), float(o.get("lr", 1e-3)), steps,
+        schedule=str(o.get("schedule", "cosine")), weight_decay=float(o.get("weight_decay", 0.0)),
+        momentum=float(o.get("momentum", 0.9)), warmup=int(o.get("warmup", 0)),
+        grad_clip=o.get("grad_clip"),
+    )
+    net = DefocusNet(mcfg)
+    step_hand, step_nohand, eval_fn = compile_steps(mesh, net, tx)
+
+    params = init_model(mcfg, jax.random.key(seed)).params
+    state = jax.device_put(init_state(params, tx), replicated(mesh))
+    mgr = checkpoints.manager(workdir / "checkpoints", keep_last=int(t.get("keep_last", 3)))
+    restored = checkpoints.restore_latest(mgr, state)
+    if restored is not None:
+        state = restored
+        print(f"resumed from checkpoint step {int(state.step)} in {workdir / 'checkpoints'}")
+    start = int(state.step)
+    key = jax.random.key(seed + 1)
+    n_train = len(splits["train"]["label"])
+    history = open(workdir / "history.jsonl", "a")
+
+    def validate(state):
+        p, _ = predict_split(eval_fn, state.params, splits["validation"], hands["validation"], mesh, batch_size)
+        m = classification_metrics(p, splits["validation"]["label"], splits["validation"]["scale"])
+        return m["tolerance_accuracy"]
+
+    t0, seen = time.perf_counter(), 0
+    bar = tqdm(range(start, steps), initial=start, total=steps, desc="training", unit="step")
+    last_loss = math.nan
+    for step in bar:
+        idx = batch_indices(step, n_train, batch_size, seed)
+        batch = put_batch(_process_rows(_host_batch(splits["train"], hands["train"], idx)), mesh)
+        fn = step_nohand if step < stage1 else step_hand
+        state, metrics = fn(state, batch, key)
+        seen += batch_size
+        done = step + 1
+        if done % log_every == 0 or done == steps:
+            last_loss = float(metrics["loss"])
+            if not math.isfinite(last_loss):
+                history.close()
+                raise NonFiniteLossError(
+                    f"loss became {last_loss} at step {done}; training stopped. The last good "
+                    f"checkpoint (step {mgr.latest_step()}) is kept in {workdir / 'checkpoints'}. "
+                    "Lower optimizer.lr or set optimizer.grad_clip."
+                )
+            rate = seen / (time.perf_counter() - t0)
+            bar.set_postfix(loss=f"{last_loss:.3f}", acc=f"{float(metrics['accuracy']):.3f}", pps=f"{rate:.0f}")
+            history.write(json.dumps({"step": done, "loss": last_loss, "accuracy": float(metrics["accuracy"]), "patches_per_s": rate}) + "\n")
+        if done % eval_every == 0 or done == steps:
+            loss_now = float(metrics["loss"])
+            if not math.isfinite(loss_now):
+                history.close()
+                raise NonFiniteLossError(
+                    f"loss became {loss_now} at step {done}; the last good checkpoint "
+                    f"(step {mgr.latest_step()}) is kept in {workdir / 'checkpoints'}."
+                )
+            val = validate(state)
+            history.write(json.dumps({"step": done, "val_tolerance_accuracy": val}) + "\n")
+            history.flush()
+            checkpoints.save(mgr, done, state, {"val_tolerance_accuracy": val})
+    history.close()
+
+    best = checkpoints.best_step(mgr) or mgr.latest_step()
+    if best is not None and best != int(state.step):
+        state = mgr.restore(best, args=checkpoints.ocp.args.StandardRestore(
+            jax.tree_util.tree_map(checkpoints.ocp.utils.to_shape_dtype_struct, state)))
+    pred, _ = predict_split(eval_fn, state.params, splits["test"], hands["test"], mesh, batch_size)
+    test = classification_metrics(pred, splits["test"]["label"], splits["test"]["scale"])
+    confusion_png(test["confusion"], workdir / "confusion.png",
+                  f"{mcfg.feature_set} / {mcfg.encoding}: {100 * test['tolerance_accuracy']:.2f} %")
+    result = {k: v for k, v in test.items() if k != "confusion"}
+    result.update(
+        feature_set=mcfg.feature_set, encoding=mcfg.encoding, steps=steps, best_step=best,
+        schedule=schedule, confusion=test["confusion"].tolist(),
+    )
+    (workdir / "metrics.json").write_text(json.dumps(result, indent=2))
+    model_dir = workdir / "model"
+    if not model_dir.exists():
+        save_model(DefocusModel(jax.device_get(state.params), mcfg), model_dir,
+                   extra={"test_metrics": {k: v for k, v in result.items() if k != "confusion"}})
+    mgr.close()
+    return result

@@ -1,0 +1,66 @@
+"""Classification metrics of the blur-level classifier (paper Table 1) and a confusion PNG."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from dhde.labels import NUM_LABELS, SIGMAS, TOLERANCE
+
+
+def classification_metrics(pred: np.ndarray, label: np.ndarray, scale: np.ndarray) -> dict:
+    """Accuracy within tolerance 0.15 sigma (paper), exact accuracy, both per scale, confusion.
+
+    Args:
+      pred, label: (N,) int 0-based labels.
+      scale: (N,) int, 1 = large patch, 2 = small patch.
+
+    Returns:
+      {"tolerance_accuracy", "exact_accuracy", "tolerance_accuracy_large", ...,
+       "count", "confusion" (11, 11) int64 rows = true label}.
+    """
+    pred, label, scale = (np.asarray(a).reshape(-1) for a in (pred, label, scale))
+    if not (pred.shape == label.shape == scale.shape):
+        raise ValueError("pred, label and scale must have the same length")
+    tol = np.abs(SIGMAS[pred] - SIGMAS[label]) <= TOLERANCE + 1e-4
+    exact = pred == label
+    out = {
+        "count": int(pred.size),
+        "tolerance_accuracy": float(tol.mean()) if pred.size else float("nan"),
+        "exact_accuracy": float(exact.mean()) if pred.size else float("nan"),
+    }
+    for s, nm in ((1, "large"), (2, "small")):
+        m = scale == s
+        out[f"tolerance_accuracy_{nm}"] = float(tol[m].mean()) if m.any() else float("nan")
+        out[f"exact_accuracy_{nm}"] = float(exact[m].mean()) if m.any() else float("nan")
+    cm = np.zeros((NUM_LABELS, NUM_LABELS), np.int64)
+    np.add.at(cm, (label, pred), 1)
+    out["confusion"] = cm
+    return out
+
+
+def confusion_png(confusion: np.ndarray, path: str | Path, title: str = "") -> Path:
+    """Writes a row-normalised confusion matrix (true sigma vs predicted sigma) as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cm = np.asarray(confusion, np.float64)
+    norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(6, 5))
+    im = ax.imshow(norm, cmap="viridis", vmin=0, vmax=1)
+    ticks = [f"{s:.2f}" for s in SIGMAS]
+    ax.set_xticks(range(NUM_LABELS), ticks, rotation=90)
+    ax.set_yticks(range(NUM_LABELS), ticks)
+    ax.set_xlabel("predicted sigma")
+    ax.set_ylabel("true sigma")
+    ax.set_title(title or "confusion (row-normalised)")
+    fig.colorbar(im, ax=ax)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
