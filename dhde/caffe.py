@@ -289,6 +289,17 @@ class ImportedModel:
     relu_logits: bool = True
     source: str = ""
 
+    def to_model(self):
+        """The same network as a :class:`dhde.model.DefocusModel`, usable everywhere in dhde
+        (``estimate_defocus(image, model=imported.to_model())``)."""
+        from dhde.model import DefocusModel, ModelConfig
+
+        config = ModelConfig(
+            feature_set=self.feature_set, encoding=self.encoding, hand_scale=self.feature_scale,
+            quantize_uint8=self.quantize_uint8, relu_logits=self.relu_logits,
+        )
+        return DefocusModel(params=self.params, config=config)
+
     def __call__(self, hand_features, cnn_patches) -> jax.Array:
         """:func:`imported_forward` with this model's parameters and options."""
         return imported_forward(self.params, hand_features, cnn_patches, feature_scale=self.feature_scale,

@@ -25,6 +25,9 @@ SMALL = 15
 LARGE_RADIUS = LARGE // 2  # 13
 SMALL_RADIUS = SMALL // 2  # 7
 MIN_CAPACITY = 256
+#: Side of a *context patch*: the large patch plus the one-pixel ring its gradient needs
+#: (see dhde.features.pipeline); the training set stores 29x29 context patches.
+CONTEXT = LARGE + 2
 
 __all__ = [
     "LARGE",
@@ -32,6 +35,7 @@ __all__ = [
     "LARGE_RADIUS",
     "SMALL_RADIUS",
     "MIN_CAPACITY",
+    "CONTEXT",
     "EdgeCoordinates",
     "capacity_for",
     "edge_coordinates",

@@ -25,6 +25,7 @@ from functools import partial
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 from dhde.gaussian import convolve1d_replicate
 
@@ -69,63 +70,102 @@ def _resolve_radius(sigma_s, radius: int | None) -> int:
     return int(radius)
 
 
-def _gaussian_blur_chw(x: jax.Array, sigma_s: jax.Array, radius: int) -> jax.Array:
-    """Normalised truncated Gaussian of (C, H, W) over the last two axes, replicate borders."""
+def _gaussian_blur_hwc(x: jax.Array, sigma_s: jax.Array, radius: int) -> jax.Array:
+    """Normalised truncated Gaussian of (H, W, C) over the first two axes, replicate borders."""
     d = jnp.arange(-radius, radius + 1, dtype=jnp.float32)
     k = jnp.exp(-(d * d) / (2.0 * sigma_s * sigma_s))
     k = k / jnp.sum(k)
-    return convolve1d_replicate(convolve1d_replicate(x, k, axis=1), k, axis=2)
+    return convolve1d_replicate(convolve1d_replicate(x, k, axis=0), k, axis=1)
 
 
-def _joint_bilateral_chw(
-    image: jax.Array, guide: jax.Array, sigma_s: jax.Array, sigma_r: jax.Array, radius: int, per_channel: bool
-) -> jax.Array:
-    """Exact joint bilateral filter of (C, H, W) ``image`` guided by (C, H, W) ``guide``.
+def _plane_filter(ip: jax.Array, gp: jax.Array, ks, kr, radius: int) -> jax.Array:
+    """One channel: (H+2r, W+2r) padded image ``ip`` guided by padded ``gp`` -> (H, W).
 
-    All (2r+1)^2 offsets are unrolled on 2-D planes: XLA fuses them into one pass (measured faster
-    than a fori_loop over rows on CPU; broadcasting one weight plane against (C, H, W) instead
-    splits the fusion and is ~50x slower). The centre weight is exp(0) = 1, so the normaliser >= 1.
+    All (2r+1)^2 window offsets are unrolled; XLA fuses them into one pass over the plane.
     """
-    c, h, w = image.shape
-    pad = ((radius, radius), (radius, radius))
-    ip = [jnp.pad(image[i], pad, mode="edge") for i in range(c)]
-    gp = [jnp.pad(guide[i], pad, mode="edge") for i in range(c)]
-    ks = 0.5 / (sigma_s * sigma_s)
-    kr = 0.5 / (sigma_r * sigma_r)
-    num = [jnp.zeros((h, w), jnp.float32) for _ in range(c)]
-    den = [jnp.zeros((h, w), jnp.float32) for _ in range(c if per_channel else 1)]
+    h, w = ip.shape[0] - 2 * radius, ip.shape[1] - 2 * radius
+    g = gp[radius : radius + h, radius : radius + w]
+    num = jnp.zeros((h, w), jnp.float32)
+    den = jnp.zeros((h, w), jnp.float32)
     for dy in range(2 * radius + 1):
         for dx in range(2 * radius + 1):
             spatial = ks * float((dy - radius) ** 2 + (dx - radius) ** 2)
-            d2 = [(guide[i] - gp[i][dy : dy + h, dx : dx + w]) ** 2 for i in range(c)]
-            if per_channel:
-                wgt = [jnp.exp(-spatial - kr * d) for d in d2]
-            else:
-                wgt = [jnp.exp(-spatial - kr * sum(d2[1:], d2[0]))] * c
-            for i in range(c):
-                num[i] = num[i] + wgt[i] * ip[i][dy : dy + h, dx : dx + w]
-            for i in range(len(den)):
-                den[i] = den[i] + wgt[i]
-    return jnp.stack([num[i] / den[i if per_channel else 0] for i in range(c)])
+            wgt = jnp.exp(-spatial - kr * (g - gp[dy : dy + h, dx : dx + w]) ** 2)
+            num = num + wgt * ip[dy : dy + h, dx : dx + w]
+            den = den + wgt
+    return num / den
+
+
+def _per_channel_hwc(image, guide, ks, kr, radius: int) -> jax.Array:
+    """Channel c of (H, W, C) ``image`` guided by channel c of ``guide``.
+
+    The channels go through a lax.map over (C, H, W) planes. Measured on CPU (640x480, r = 5):
+    this is ~2.5x faster than working on (H, W*C) interleaved rows, and it keeps XLA from fusing
+    the (H, W, C) <-> (C, H, W) transposes into the window pass (which made it 7x slower); the
+    loop body is compiled once for all channels.
+    """
+    pad = ((0, 0), (radius, radius), (radius, radius))
+    ip = jnp.pad(jnp.transpose(image, (2, 0, 1)), pad, mode="edge")
+    gp = jnp.pad(jnp.transpose(guide, (2, 0, 1)), pad, mode="edge")
+    out = lax.map(lambda a: _plane_filter(a[0], a[1], ks, kr, radius), (ip, gp))
+    return jnp.transpose(out, (1, 2, 0))
+
+
+def _colour_hwc(image, guide, ks, kr, radius: int) -> jax.Array:
+    """All channels of (H, W, C) ``image`` with one weight from the colour distance of ``guide``.
+
+    Works on separate 2-D channel planes (one weight plane broadcast against several channels
+    splits the XLA fusion and runs ~20x slower), with a fori_loop over window rows (whose
+    operands XLA materialises) and the window columns unrolled.
+    """
+    h, w, c = image.shape
+    ip = [jnp.pad(image[:, :, i], radius, mode="edge") for i in range(c)]
+    gp = [jnp.pad(guide[:, :, i], radius, mode="edge") for i in range(c)]
+
+    def row(dy, carry):
+        num, den = carry
+        i_row = [lax.dynamic_slice_in_dim(x, dy, h, axis=0) for x in ip]
+        g_row = [lax.dynamic_slice_in_dim(x, dy, h, axis=0) for x in gp]
+        sy = ks * jnp.asarray((dy - radius) ** 2, jnp.float32)
+        num = list(num)
+        for dx in range(2 * radius + 1):
+            ctr = slice(radius, radius + w)
+            d2 = [(g_row[i][:, dx : dx + w] - gp[i][radius : radius + h, ctr]) ** 2 for i in range(c)]
+            wgt = jnp.exp(-(sy + ks * float((dx - radius) ** 2)) - kr * sum(d2[1:], d2[0]))
+            num = [num[i] + wgt * i_row[i][:, dx : dx + w] for i in range(c)]
+            den = den + wgt
+        return tuple(num), den
+
+    zero = jnp.zeros((h, w), jnp.float32)
+    num, den = lax.fori_loop(0, 2 * radius + 1, row, ((zero,) * c, zero))
+    return jnp.stack([n / den for n in num], axis=-1)
+
+
+def _joint_bilateral_hwc(image, guide, sigma_s, sigma_r, radius: int, per_channel: bool) -> jax.Array:
+    """Exact joint bilateral filter of (H, W, C) ``image`` guided by (H, W, C) ``guide``.
+
+    The centre weight is exp(0) = 1, so the normaliser is >= 1 (no division by zero).
+    """
+    ks = 0.5 / (sigma_s * sigma_s)
+    kr = 0.5 / (sigma_r * sigma_r)
+    if per_channel:
+        return _per_channel_hwc(image, guide, ks, kr, radius)
+    return _colour_hwc(image, guide, ks, kr, radius)
 
 
 @partial(jax.jit, static_argnames=("radius", "per_channel"))
 def _joint_bilateral(image, guidance, sigma_s, sigma_r, *, radius: int, per_channel: bool):
-    img = jnp.moveaxis(image, -1, 0)
-    gde = jnp.moveaxis(guidance, -1, 0)
-    out = _joint_bilateral_chw(img, gde, sigma_s, sigma_r, radius, per_channel)
-    return jnp.moveaxis(out, 0, -1)
+    return _joint_bilateral_hwc(image, guidance, sigma_s, sigma_r, radius, per_channel)
 
 
 @partial(jax.jit, static_argnames=("radius", "iterations", "per_channel"))
 def _rolling_guidance(image, sigma_s, sigma_r, *, radius: int, iterations: int, per_channel: bool):
-    img = jnp.moveaxis(image, -1, 0)  # (C, H, W): the W axis stays contiguous for vectorisation
     sigma_s = jnp.asarray(sigma_s, jnp.float32)
     sigma_r = jnp.asarray(sigma_r, jnp.float32)
-    guide = _gaussian_blur_chw(img, sigma_s, radius)
+    guide = _gaussian_blur_hwc(image, sigma_s, radius)
     for _ in range(iterations - 1):
-        guide = _joint_bilateral_chw(img, guide, sigma_s, sigma_r, radius, per_channel)
-    return jnp.moveaxis(guide, 0, -1)
+        guide = _joint_bilateral_hwc(image, guide, sigma_s, sigma_r, radius, per_channel)
+    return guide
 
 
 def joint_bilateral_filter(
@@ -161,9 +201,8 @@ def joint_bilateral_filter(
     _check_sigma(sigma_s, "sigma_s")
     _check_sigma(sigma_r, "sigma_r")
     r = _resolve_radius(sigma_s, radius)
-    return _joint_bilateral(
-        image, guidance, jnp.asarray(sigma_s, jnp.float32), jnp.asarray(sigma_r, jnp.float32), radius=r, per_channel=bool(per_channel)
-    )
+    sigmas = jnp.asarray(sigma_s, jnp.float32), jnp.asarray(sigma_r, jnp.float32)
+    return _joint_bilateral(image, guidance, *sigmas, radius=r, per_channel=bool(per_channel))
 
 
 def rolling_guidance_filter(

@@ -21,8 +21,11 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 @hydra.main(config_path="../conf", config_name="train", version_base="1.3")
 def main(cfg: DictConfig) -> float:
+    import logging
+
     import jax
 
+    logging.getLogger("absl").setLevel(logging.WARNING)  # orbax is chatty at INFO
     if os.environ.get("DHDE_DISTRIBUTED") == "1":
         jax.distributed.initialize()
     from dhde.training.loop import train_and_evaluate

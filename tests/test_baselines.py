@@ -61,3 +61,14 @@ def test_cuhk_sample_numbers(shared_data):
     assert r["accuracy"] == pytest.approx(0.875, abs=0.002)
     assert r["max_f"] == pytest.approx(0.934, abs=0.002)
     assert r["mae"] == pytest.approx(0.313, abs=0.002)
+
+
+@pytest.mark.slow
+def test_stereo_motorcycle_numbers():
+    """Sigma MAE on the rendered stereo_motorcycle scene (full size, near focus, min-max map)."""
+    from dhde.evaluation import rescale_map, sigma_mae, stereo_motorcycle_scene
+
+    image, sigma = stereo_motorcycle_scene()
+    base = np.asarray(B.laplacian_baseline(image))
+    assert sigma_mae(rescale_map(base, (0.5, 2.0)), sigma) == pytest.approx(0.376, abs=0.005)
+    assert sigma_mae(np.full_like(sigma, 1.25), sigma) == pytest.approx(0.430, abs=0.002)

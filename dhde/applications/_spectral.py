@@ -1,15 +1,15 @@
 """Gaussian blur and Laplacians diagonalised by the DCT-II (half-sample symmetric borders).
 
-With half-sample symmetric ("reflect", ``d c b a | a b c d``) boundary extension, convolution
-with a symmetric kernel ``h`` of length ``N`` per axis is diagonal in the orthonormal DCT-II
-basis, with eigenvalue ``sum_n h_n cos(pi k n / N)`` at index ``k``. The same holds for the
-Neumann Laplacian ``D^T D`` of forward differences whose last difference is zero
-(eigenvalues ``2 - 2 cos(pi k / N)``). Blur and deconvolution therefore need no padding or
-edge tapering and have no wrap-around ringing (reflective boundary conditions, Ng, Chan and
-Tang, SIAM J. Sci. Comput. 1999).
+With half-sample symmetric ("reflect", ``d c b a | a b c d``) boundary extension, convolving
+a signal of length ``N`` with a symmetric kernel ``h`` is diagonal in the DCT-II basis, with
+eigenvalue ``sum_n h_n cos(pi k n / N)`` (n over the whole kernel) at index ``k``. The same
+holds for the Neumann Laplacian ``D^T D`` of forward differences whose last difference is
+zero (eigenvalues ``2 - 2 cos(pi k / N)``). Blur and deconvolution therefore need no padding
+or edge tapering and have no wrap-around ringing (reflective boundary conditions, Ng, Chan
+and Tang, SIAM J. Sci. Comput. 1999).
 
-Arrays are laid out (..., H, W) (channels first). Everything here is traceable: ``sigma`` may be a traced scalar, so one compilation serves
-every blur level.
+Arrays are laid out (..., H, W) (channels first). Everything here is traceable: ``sigma``
+may be a traced scalar, so one compilation serves every blur level.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def _idct_last(xk: jax.Array) -> jax.Array:
     h = (n + 1) // 2
     even, odd = v[..., :h], v[..., h:][..., ::-1]
     if n % 2:
-        odd = jnp.concatenate([odd, jnp.zeros_like(odd[..., :1])], axis=-1)
+        odd = jnp.concatenate([odd, jnp.zeros(odd.shape[:-1] + (1,), odd.dtype)], axis=-1)
     return jnp.stack([even, odd], axis=-1).reshape(v.shape[:-1] + (2 * h,))[..., :n]
 
 

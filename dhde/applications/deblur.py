@@ -10,14 +10,17 @@ by half-quadratic splitting with auxiliary gradients ``w`` and continuation on `
 * w-step, per pixel: ``min_w |w|^alpha + beta/2 (w - v)^2`` (:func:`shrink`): a few Newton
   steps on the stationarity condition started at ``|v|`` (monotone, converges to the local
   minimiser from above), then the better of that and ``w = 0``; exact for any 0 < alpha <= 1
-  (tested against a float64 brute force to < 1e-6), including alpha = 1/2 and 2/3;
+  (tested against a float64 brute force to ~1e-6), including alpha = 1/2 and 2/3;
 * x-step, in closed form in the DCT-II domain: ``(K^T K + beta/lambda D^T D) x =
   K^T y + beta/lambda D^T w``. With half-sample symmetric borders (reflective boundary
   conditions) the Gaussian and the Neumann Laplacian are both diagonal in the DCT, so no
   padding or edge tapering is needed and there is no wrap-around ringing at the borders.
 
 The per-level results are blended per pixel by linear interpolation between the two levels
-that bracket the pixel's defocus value ("pixel-by-pixel" deblurring, as in the paper).
+that bracket the pixel's defocus value ("pixel-by-pixel" deblurring, as in the paper). Before
+deconvolving at level ``s_j``, pixels of smaller defocus are re-blurred up to ``s_j`` (option
+``reblur``), so that sharp regions are not deconvolved by a too-large kernel, which would ring
+into the neighbouring blurred region.
 Parameters follow the authors' ``fast_deconv.m``: beta from 1, times 2 sqrt(2) per outer
 iteration while beta < 256, one inner iteration.
 """
@@ -48,24 +51,25 @@ def _shrink(v: jax.Array, beta: jax.Array, alpha: jax.Array, iters: int) -> jax.
     ok = a > 0
     for _ in range(iters):
         ws = jnp.maximum(w, 1e-30)
-        g = alpha * ws ** (alpha - 1.0) + beta * (ws - a)
-        gp = alpha * (alpha - 1.0) * ws ** (alpha - 2.0) + beta
+        p = jnp.exp((alpha - 1.0) * jnp.log(ws))  # w^(alpha - 1)
+        g = alpha * p + beta * (ws - a)
+        gp = alpha * (alpha - 1.0) * p / ws + beta
         w_new = ws - g / jnp.where(gp > 0, gp, 1.0)
         ok = ok & (gp > 0) & (w_new > 0)  # otherwise no interior minimum: w = 0
         w = jnp.where(ok, w_new, w)
-    f_w = w**alpha + 0.5 * beta * (w - a) ** 2
+    f_w = jnp.exp(alpha * jnp.log(jnp.maximum(w, 1e-30))) + 0.5 * beta * (w - a) ** 2
     w = jnp.where(ok & (f_w < 0.5 * beta * a**2), w, 0.0)
     return jnp.sign(v) * w
 
 
-def shrink(v, beta: float, alpha: float = DEFAULT_ALPHA, *, iters: int = 8) -> jax.Array:
+def shrink(v, beta: float, alpha: float = DEFAULT_ALPHA, *, iters: int = 5) -> jax.Array:
     """Solves ``argmin_w |w|^alpha + beta/2 (w - v)^2`` elementwise (the HQS w-step).
 
     Args:
       v: float array, any shape.
       beta: penalty weight > 0.
       alpha: prior exponent, 0 < alpha <= 1 (1/2 and 2/3 are the usual choices).
-      iters: Newton iterations (static; 4 already reach float32 precision).
+      iters: Newton iterations (static; 4 reach float32 precision for |v| <= 5, 0.5 <= alpha <= 1).
 
     Returns:
       float32 array of v's shape, with the sign of v and ``|w| <= |v|``.
@@ -111,7 +115,7 @@ def _deconvolve_level(y_hat, y_chw, sigma, lam, alpha, betas, lap, inner_iters, 
     return x
 
 
-@partial(jax.jit, static_argnames=("inner_iters", "newton_iters", "reblur"))
+@partial(jax.jit, static_argnames=("inner_iters", "newton_iters"))
 def _all_in_focus_impl(
     image: jax.Array,
     defocus: jax.Array,
@@ -121,8 +125,9 @@ def _all_in_focus_impl(
     betas: jax.Array,
     inner_iters: int,
     newton_iters: int,
-    reblur: bool,
+    reblur: jax.Array,
 ) -> jax.Array:
+    image, defocus, levels = jnp.asarray(image), jnp.asarray(defocus), jnp.asarray(levels)
     y = jnp.moveaxis(image, -1, 0)  # (C, H, W)
     y_hat = _spectral.dct2(y)
     lap = _spectral.laplacian_eigenvalues(y.shape[-2:])
@@ -147,7 +152,7 @@ def _all_in_focus_impl(
         return y_j
 
     def level(acc, j):
-        y_j = reblurred(j) if reblur else y
+        y_j = jax.lax.cond(reblur, reblurred, lambda _: y, j)
         x = _deconvolve_level(
             _spectral.dct2(y_j), y_j, levels[j], lam, alpha, betas, lap, inner_iters, newton_iters
         )
@@ -168,7 +173,7 @@ def all_in_focus(
     beta_rate: float = 2.0 * math.sqrt(2.0),
     beta_max: float = 256.0,
     inner_iters: int = 1,
-    newton_iters: int = 8,
+    newton_iters: int = 5,
     reblur: bool = True,
 ) -> jax.Array:
     """Removes spatially varying Gaussian defocus blur (paper 5.4, all-in-focus image).
@@ -183,8 +188,8 @@ def all_in_focus(
       defocus: float (H, W) defocus map: Gaussian sigma in pixels, >= 0, finite.
       lam: data weight lambda > 0 for images in [0, 1]; default 2e3 (as in Krishnan and
         Fergus's code). Lower for noisy images (e.g. 500 to 1000), higher for clean ones.
-      alpha: hyper-Laplacian exponent, 0 < alpha <= 1; 2/3 (default) or 1/2 as in the paper
-        of the prior, 1 = total variation.
+      alpha: hyper-Laplacian exponent, 0 < alpha <= 1; 2/3 (default) or 1/2 as in Krishnan
+        and Fergus, 1 = total variation.
       num_levels: number of deconvolution levels, spaced evenly over [min, max] of the map
         (11 over a map spanning 0.5..2.0 gives exactly dhde.labels.SIGMAS). Ignored when
         ``levels`` is given. Cost is linear in the number of levels.
@@ -193,7 +198,13 @@ def all_in_focus(
       beta_rate: continuation factor > 1 for beta (default 2 sqrt(2)).
       beta_max: beta runs from 1 while < beta_max (default 256: 6 outer iterations).
       inner_iters: HQS iterations per beta value (default 1).
-      newton_iters: Newton iterations of the w-step (default 8).
+      newton_iters: Newton iterations of the w-step (default 5; 4 reach float32 precision).
+      reblur: before deconvolving at level ``s_j``, give pixels of smaller defocus ``s_i`` the
+        missing blur ``sqrt(s_j^2 - s_i^2)`` so the image is consistent with a uniform blur
+        ``s_j`` (default True). Without it, sharp regions deconvolved with a too-large kernel
+        ring into the neighbouring blurred region (measured on a 0.5 | 2.0 split: the 16-px
+        band next to the boundary gains +3.7 dB with it at lam = 2e3, and falls 5.7 dB below
+        the blurred input without it at lam = 2e4). Costs about L^2 / 2 extra blurs.
 
     Returns:
       float32 jax.Array (H, W, 3), clipped to [0, 1].
@@ -236,5 +247,5 @@ def all_in_focus(
         jnp.asarray(_betas(beta_rate, beta_max)),
         inner_iters,
         newton_iters,
-        bool(reblur),
+        jnp.bool_(reblur),
     )

@@ -51,6 +51,7 @@ def _magnify_impl(
     in_focus_sigma: jax.Array,
     num_levels: int,
 ) -> jax.Array:
+    image, defocus = jnp.asarray(image), jnp.asarray(defocus)
     var = jnp.maximum(defocus**2 - in_focus_sigma**2, 0.0)
     extra_var = var * (factor**2 - 1.0)  # (H, W)
     e_max = jnp.sqrt(jnp.max(extra_var))

@@ -26,12 +26,12 @@ import tensorflow_datasets as tfds
 from tqdm.auto import tqdm
 
 from dhde.data.sources import SPLITS, iter_source
+from dhde.data.tfds_compat import InPackageBuilderMixin
 from dhde.edges import TRAINING_THRESHOLDS, scale_map
-from dhde.features.pipeline import CONTEXT
 from dhde.gaussian import gaussian_blur
 from dhde.image import value_channel
 from dhde.labels import NUM_LABELS, SIGMAS
-from dhde.patches import extract_patches
+from dhde.patches import CONTEXT, extract_patches
 
 #: Radius of the authors' training blur kernel (27x27).
 BLUR_RADIUS = 13
@@ -108,7 +108,7 @@ def image_examples(name: str, rgb: np.ndarray, max_per_scale: int, seed: int):
             }
 
 
-class DefocusPatches(tfds.core.GeneratorBasedBuilder):
+class DefocusPatches(InPackageBuilderMixin, tfds.core.GeneratorBasedBuilder):
     """Synthetically blurred multi-scale edge patches with 11 blur labels."""
 
     VERSION = tfds.core.Version("1.0.0")

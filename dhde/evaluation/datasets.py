@@ -39,6 +39,7 @@ import tensorflow_datasets as tfds
 
 from dhde.evaluation import metrics, synthetic
 from dhde.image import load_image
+from dhde.data.tfds_compat import InPackageBuilderMixin
 
 PathLike = str | os.PathLike
 
@@ -205,7 +206,7 @@ def _tensor(shape, dtype):
     return tfds.features.Tensor(shape=shape, dtype=dtype, encoding=tfds.features.Encoding.ZLIB)
 
 
-class _InPlaceBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+class _InPlaceBuilder(InPackageBuilderMixin, tfds.core.GeneratorBasedBuilder, skip_registration=True):
     """Base: a builder that reads local files under ``root`` (no download), array_record out."""
 
     VERSION = tfds.core.Version("1.0.0")
@@ -216,17 +217,6 @@ class _InPlaceBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         self._root = None if root is None else Path(root)
         super().__init__(data_dir=None if data_dir is None else os.fspath(data_dir),
                          file_format=file_format, **kwargs)
-
-    @tfds.core.utils.classproperty
-    @classmethod
-    def code_path(cls):
-        """This module's file. TFDS's own lookup of a packaged builder's source goes through
-        ``importlib_resources`` (not a dependency of dhde); the result is the same."""
-        import inspect
-
-        from etils import epath
-
-        return epath.Path(inspect.getfile(cls))
 
     def _split_generators(self, dl_manager):
         del dl_manager  # nothing is downloaded

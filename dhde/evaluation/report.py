@@ -152,13 +152,15 @@ def side_by_side_panel(image, defocus, mask, gt, path: str | os.PathLike, *,
     hi = float(d.max()) if vmax is None else float(vmax)
     panels = [("image", np.clip(img, 0, 1), {}),
               ("defocus map", d, {"cmap": cmap, "vmin": lo, "vmax": hi}),
-              ("mask" if mask is not None else f"mask (alpha {alpha})", m, {"cmap": "gray", "vmin": 0, "vmax": 1})]
+              ("mask" if mask is not None else f"mask (alpha {alpha})", m,
+               {"cmap": "gray", "vmin": 0, "vmax": 1})]
     if gt is not None:
         g = np.asarray(gt)
         if g.shape[:2] != d.shape:
             raise ValueError(f"gt {g.shape} does not match defocus {d.shape}")
         if g.dtype == np.bool_ or np.issubdtype(g.dtype, np.integer):
-            panels.append(("ground truth", metrics.as_binary_mask(g), {"cmap": "gray", "vmin": 0, "vmax": 1}))
+            panels.append(("ground truth", metrics.as_binary_mask(g),
+                           {"cmap": "gray", "vmin": 0, "vmax": 1}))
         else:
             panels.append(("ground truth", metrics._as_map(g, "gt"), {"cmap": cmap, "vmin": lo, "vmax": hi}))
     path = Path(path)

@@ -95,10 +95,10 @@ def render_defocus(sharp, sigma_map, levels: Sequence[float] | None = None) -> j
       sharp: (H, W, C) or (H, W) float image (e.g. RGB in [0, 1]).
       sigma_map: (H, W) float, Gaussian standard deviation in pixels per output pixel, >= 0.
       levels: increasing, distinct sigma levels >= 0 (0 = no blur). Default: the 11 label sigmas
-        0.5 + 0.15 k, k = 0..10, extended on the same grid (and by 0.0) to cover the map's range,
-        i.e. :func:`default_levels` of [min(0.5, min sigma), max(2.0, max sigma)]. Sigmas outside the levels
-        are clamped to the first / last level. The jitted renderer compiles once per
-        (shape, levels).
+        0.5 + 0.15 k, k = 0..10, extended on the same grid (and by 0.0) to cover the map's
+        range, i.e. :func:`default_levels` of [min(0.5, min sigma), max(2.0, max sigma)].
+        Sigmas outside the levels are clamped to the first / last level. The jitted renderer
+        compiles once per (shape, levels).
 
     Returns:
       float32 array of the shape of ``sharp``. Where ``sigma_map`` equals a level the pixel is
@@ -111,6 +111,8 @@ def render_defocus(sharp, sigma_map, levels: Sequence[float] | None = None) -> j
         raise ValueError(f"sharp must have shape (H, W) or (H, W, C), got {img.shape}")
     if not np.issubdtype(img.dtype, np.floating):
         raise TypeError(f"sharp must be a float image, got dtype {img.dtype}")
+    if img.size == 0:
+        raise ValueError(f"sharp is empty (shape {img.shape})")
     if not np.all(np.isfinite(img)):
         raise ValueError("sharp contains NaN or infinite values")
     s = np.asarray(sigma_map)
@@ -121,7 +123,7 @@ def render_defocus(sharp, sigma_map, levels: Sequence[float] | None = None) -> j
     s = s.astype(np.float32)
     if not np.all(np.isfinite(s)):
         raise ValueError("sigma_map contains NaN or infinite values")
-    if s.size and s.min() < 0:
+    if s.min() < 0:
         raise ValueError(f"sigma_map must be >= 0, got minimum {s.min()}")
     if levels is None:
         # the fixed label grid 0.5 .. 2.0 (one compilation per shape), extended to the map's range

@@ -69,8 +69,8 @@ def dct_band_membership(n: int, n_bins: int) -> np.ndarray:
     return m
 
 
-@partial(jax.jit, static_argnames=("n_bins",))
-def _dct_feature(patches: jax.Array, n_bins: int) -> jax.Array:
+def _band_means(patches: jax.Array, n_bins: int) -> jax.Array:
+    """Band means of |DCT| (before normalisation) for a batch (b, w, w) -> (b, n_bins)."""
     b, w = patches.shape[0], patches.shape[-1]
     n = dct_size(w)
     # Zero-padding P to n x n at the bottom/right equals using only the first w columns of C:
@@ -83,11 +83,44 @@ def _dct_feature(patches: jax.Array, n_bins: int) -> jax.Array:
     coef = jnp.dot(t, ct, precision=hi).reshape(b, n * n)  # (C P C^T)^T flattened as (v, u)
     # rho(u, v) = rho(v, u), so the membership matrix is the same for the transposed layout
     m = jnp.asarray(dct_band_membership(n, n_bins), jnp.float32)
-    return log_l1_normalize(jnp.dot(jnp.abs(coef), m, precision=hi))
+    return jnp.dot(jnp.abs(coef), m, precision=hi)
+
+
+# On CPU, running the three GEMMs on blocks of this many patches keeps the intermediates in
+# cache (about 25 % less CPU time for 15000 27x27 patches); accelerators take the whole batch.
+CPU_CHUNK = 256
+
+
+@partial(jax.jit, static_argnames=("n_bins", "chunk"))
+def _dct_feature(patches: jax.Array, n_bins: int, chunk: int | None = None) -> jax.Array:
+    b = patches.shape[0]
+    if chunk is None or b <= chunk:
+        means = _band_means(patches, n_bins)
+    else:
+        nc = -(-b // chunk)
+        p = jnp.pad(patches, ((0, nc * chunk - b), (0, 0), (0, 0)))
+        p = p.reshape(nc, chunk, *patches.shape[1:])
+        means = jax.lax.map(partial(_band_means, n_bins=n_bins), p)
+        means = means.reshape(nc * chunk, n_bins)[:b]
+    return log_l1_normalize(means)
+
+
+def _default_chunk(x: jax.Array) -> int | None:
+    if isinstance(x, jax.core.Tracer):
+        platform = jax.default_backend()
+    else:
+        platform = next(iter(x.devices())).platform
+    return CPU_CHUNK if platform == "cpu" else None
+
+
+# x * 0 is 0 for finite x and NaN for NaN/inf, so the sum is finite iff every value is; on CPU
+# this float reduction is about twice as fast as isfinite(x).all()
+_all_finite = jax.jit(lambda x: jnp.isfinite(jnp.sum(x * 0)))
 
 
 def _check_finite(x: jax.Array, name: str) -> None:
-    if not isinstance(x, jax.core.Tracer) and not bool(jnp.isfinite(x).all()):
+    """Raises ValueError on NaN/inf in a concrete array (skipped while tracing)."""
+    if not isinstance(x, jax.core.Tracer) and not bool(_all_finite(x)):
         raise ValueError(f"{name} contains NaN or infinite values")
 
 
@@ -105,7 +138,8 @@ def dct_feature(gray_patches, n_bins: int) -> jax.Array:
 
     Returns:
       (N, n_bins) float32, non-negative, each row sums to 1 (all zeros for an all-zero patch).
-      One compilation per (N, w, n_bins). Inside a jit the finiteness check is skipped.
+      One compilation per (N, w, n_bins). Inside a jit the finiteness check is skipped. On
+      CPU the batch is processed in blocks of ``CPU_CHUNK`` patches (same result).
     """
     x = jnp.asarray(gray_patches)
     if x.ndim != 3 or x.shape[1] != x.shape[2] or x.shape[1] < 1:
@@ -115,5 +149,5 @@ def dct_feature(gray_patches, n_bins: int) -> jax.Array:
     if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)) or n_bins < 1:
         raise ValueError(f"n_bins must be an integer >= 1, got {n_bins!r}")
     _check_finite(x, "gray_patches")
-    return _dct_feature(x.astype(jnp.float32), int(n_bins))
+    return _dct_feature(x.astype(jnp.float32), int(n_bins), _default_chunk(x))
 

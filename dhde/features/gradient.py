@@ -8,8 +8,8 @@ indexing: in the padded image the difference across the original border is
 on the rows at and beyond the bottom border and above the top one, e.g. row -1 where
 ``I[0] - I[0] = 0``), whereas on the unpadded image column W-1 gets the backward difference
 ``I[W-1] - I[W-2]`` and clamp indexing copies column 0's full magnitude (with its non-zero
-gx) into the left padding. The two views agree on every pixel whose patch does not reach the
-image border.
+gx) into the left padding. The two views agree on every patch that lies inside the image and
+does not touch its last row or column. (The same kind of difference exists for Sobel.)
 
 ``gradient_magnitude(gray, pad=1)`` reproduces the authors' view exactly: the operators are
 3x3 (or smaller), so the magnitude of an image replicate-padded by ``p >= 1`` is constant
@@ -84,8 +84,14 @@ def _gradient_magnitude(gray: jax.Array, method: str, pad: int) -> jax.Array:
     return jnp.sqrt(gx * gx + gy * gy) / jnp.float32(scale)
 
 
+# x * 0 is 0 for finite x and NaN for NaN/inf, so the sum is finite iff every value is; on CPU
+# this float reduction is about twice as fast as isfinite(x).all()
+_all_finite = jax.jit(lambda x: jnp.isfinite(jnp.sum(x * 0)))
+
+
 def _check_finite(x: jax.Array, name: str) -> None:
-    if not isinstance(x, jax.core.Tracer) and not bool(jnp.isfinite(x).all()):
+    """Raises ValueError on NaN/inf in a concrete array (skipped while tracing)."""
+    if not isinstance(x, jax.core.Tracer) and not bool(_all_finite(x)):
         raise ValueError(f"{name} contains NaN or infinite values")
 
 
@@ -197,7 +203,9 @@ def _box_sum(a: jax.Array, size: int, axis: int) -> jax.Array:
             off += k
         if 2 * k <= size:
             n = p.shape[axis] - k
-            p = jax.lax.slice_in_dim(p, 0, n, axis=axis) + jax.lax.slice_in_dim(p, k, k + n, axis=axis)
+            p = jax.lax.slice_in_dim(p, 0, n, axis=axis) + jax.lax.slice_in_dim(
+                p, k, k + n, axis=axis
+            )
         k *= 2
     return res
 
@@ -280,7 +288,9 @@ def gradient_feature_at(magnitude, coords, size: int, n_bins: int) -> jax.Array:
         raise ValueError(f"coords must have shape (N, 2), got {coords.shape}")
     if not jnp.issubdtype(coords.dtype, jnp.integer):
         raise TypeError(f"coords must have an integer dtype, got {coords.dtype}")
-    if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1 or size % 2 == 0:
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)):
+        raise ValueError(f"size must be a positive odd integer, got {size!r}")
+    if size < 1 or size % 2 == 0:
         raise ValueError(f"size must be a positive odd integer, got {size!r}")
     if isinstance(n_bins, bool) or not isinstance(n_bins, (int, np.integer)) or n_bins < 1:
         raise ValueError(f"n_bins must be an integer >= 1, got {n_bins!r}")

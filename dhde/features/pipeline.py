@@ -22,12 +22,10 @@ from dhde.features.dct import dct_feature
 from dhde.features.encoding import encode_scale
 from dhde.features.gradient import SOBEL_SCALE, gradient_feature
 from dhde.features.singular_values import singular_value_feature
-from dhde.patches import LARGE, SMALL, pad_small_to_large
+from dhde.patches import CONTEXT, LARGE, SMALL, pad_small_to_large
 
 #: Number of bins per hand-crafted feature for each patch side (paper 5.3).
 BINS = {LARGE: 25, SMALL: 13}
-#: Side of the stored training context patch: the large patch plus a one-pixel ring.
-CONTEXT = LARGE + 2
 
 def patch_gradient_magnitude(gray_ctx: jax.Array, method: str = "forward") -> jax.Array:
     """Gradient magnitude inside context patches, in [0, 1].

@@ -1,0 +1,223 @@
+"""The matting Laplacian of a guidance image (Levin et al. 2008; paper Eq. 7).
+
+For every 3x3 window w_k lying fully inside the image (as in Levin's ``getLaplacian``; border
+pixels belong to fewer windows) with colours I (9x3), mean mu_k and biased covariance Sigma_k,
+
+    A(i, j) = sum_{k: i, j in w_k} (1 + (I_i - mu_k)^T (Sigma_k + e I_3)^-1 (I_j - mu_k)) / 9,
+    L = diag(A 1) - A,
+
+which equals Eq. 7 because every window's rows of A sum to exactly 1. ``e`` is ``eps`` in the
+authors' code (``eps_mode="code"``, the default) and ``eps / 9`` in the paper
+(``eps_mode="paper"``). Levin's option of skipping windows inside known regions is not used.
+
+Float32 representation (:func:`matting_laplacian_coefficients`): the 25-point stencil in
+Laplacian form. ``coeffs[k, y, x] = A(p, p + STENCIL_OFFSETS[k])`` for p = (y, x) and the 12
+"forward" offsets of the 5x5 neighbourhood, and
+
+    (L x)_p = sum_k coeffs[k, p] (x_p - x_{p+d_k}) + coeffs[k, p-d_k] (x_p - x_{p-d_k}),
+
+which is symmetric and has zero row sums by construction. The per-window terms are computed
+without forming Sigma_k: with centred colours C (9x3) and lam = 9 e,
+(I_i - mu)^T (Sigma + e I)^-1 (I_j - mu) / 9 = z_i . z_j where Z = C R^-1 are the first 9 rows
+of the orthonormal factor of the QR decomposition of [C; sqrt(lam) I_3] (Gram-Schmidt with
+re-orthogonalisation, the stable form of ridge regression). Applying the stencil then matches
+the float64 matrix to ~1e-5 relative, where the guided-filter form with (Sigma + eps I)^-1 in
+float32 loses ~1e-2 at eps = 1e-5.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy.sparse as sp
+
+#: Default regularisation (paper Sec. 5.3 and the authors' code).
+EPS = 1e-5
+#: The 12 forward offsets (dy, dx) of the 5x5 neighbourhood; the other 12 are their negatives.
+STENCIL_OFFSETS = tuple(
+    (dy, dx) for dy in range(0, 3) for dx in range(-2, 3) if dy > 0 or (dy == 0 and dx > 0)
+)
+_WINDOW = tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1))
+_EPS_MODES = ("code", "paper")
+
+
+def _lambda(eps: float, eps_mode: str) -> float:
+    """Ridge term added to C^T C (= 9 Sigma): 9 eps (code) or eps (paper's eps / |w|)."""
+    return 9.0 * eps if eps_mode == "code" else eps
+
+
+def _check_eps(eps: float, eps_mode: str) -> None:
+    if eps_mode not in _EPS_MODES:
+        raise ValueError(f"eps_mode must be one of {_EPS_MODES}, got {eps_mode!r}")
+    if not (isinstance(eps, (int, float, np.floating)) and np.isfinite(eps) and eps > 0):
+        raise ValueError(f"eps must be a positive finite number, got {eps!r}")
+
+
+def _check_guide(guide) -> None:
+    shape = np.shape(guide)
+    if len(shape) != 3 or shape[-1] != 3:
+        raise ValueError(f"guide must have shape (H, W, 3), got {shape}")
+    if shape[0] < 3 or shape[1] < 3:
+        raise ValueError(f"guide must be at least 3x3 (one 3x3 window), got {shape[:2]}")
+    if not isinstance(guide, jax.core.Tracer) and not np.all(np.isfinite(np.asarray(guide))):
+        raise ValueError("guide contains NaN or infinite values")
+
+
+def assemble_matting_laplacian(guide, eps: float = EPS, *, eps_mode: str = "code") -> sp.csr_matrix:
+    """Reference float64 matting Laplacian as a sparse matrix (for tests and small images).
+
+    Written straight from Eq. 7 like Levin's / pymatting's code: explicit covariance and inverse.
+
+    Args:
+      guide: (H, W, 3) array, colours nominally in [0, 1]; H, W >= 3.
+      eps: regularisation (> 0).
+      eps_mode: "code" adds ``eps`` to each window covariance (authors' code, default);
+        "paper" adds ``eps / 9`` (Eq. 7, Levin et al.).
+
+    Returns:
+      (H*W, H*W) symmetric positive semi-definite ``scipy.sparse.csr_matrix`` (float64), pixels
+      in row-major order (index y * W + x).
+    """
+    _check_guide(guide)
+    _check_eps(eps, eps_mode)
+    g = np.asarray(guide, np.float64)
+    h, w, _ = g.shape
+    idx = np.arange(h * w).reshape(h, w)
+    cols = np.stack([g[1 + dy : h - 1 + dy, 1 + dx : w - 1 + dx] for dy, dx in _WINDOW], 2)
+    ids = np.stack([idx[1 + dy : h - 1 + dy, 1 + dx : w - 1 + dx] for dy, dx in _WINDOW], 2)
+    cols, ids = cols.reshape(-1, 9, 3), ids.reshape(-1, 9)
+    mu = cols.mean(1)
+    cov = np.einsum("kai,kaj->kij", cols, cols) / 9.0 - np.einsum("ki,kj->kij", mu, mu)
+    e = eps if eps_mode == "code" else eps / 9.0
+    inv = np.linalg.inv(cov + e * np.eye(3))
+    c = cols - mu[:, None]
+    vals = (1.0 + np.einsum("kai,kij,kbj->kab", c, inv, c)) / 9.0
+    rows = np.repeat(ids, 9, axis=1).ravel()
+    colidx = np.tile(ids, (1, 9)).ravel()
+    a = sp.csr_matrix((vals.ravel(), (rows, colidx)), shape=(h * w, h * w))
+    return (sp.diags(np.asarray(a.sum(axis=1)).ravel()) - a).tocsr()
+
+
+@jax.jit
+def _coefficients_impl(guide: jax.Array, lam: jax.Array) -> jax.Array:
+    # Everything is kept as lists of (H-2, W-2) planes so that XLA fuses the per-window algebra.
+    g = jnp.moveaxis(guide.astype(jnp.float32), -1, 0)  # (3, H, W)
+    h, w = g.shape[1:]
+    cols = [g[:, 1 + dy : h - 1 + dy, 1 + dx : w - 1 + dx] for dy, dx in _WINDOW]
+    mu = sum(cols) / 9.0
+    cen = [c - mu for c in cols]  # 9 x (3, h-2, w-2): colours centred per window
+    m = {(i, j): sum(c[i] * c[j] for c in cen) + (lam if i == j else 0.0) for i in range(3) for j in range(i + 1)}
+    # Cholesky M = G G^T of the 3x3 M = C^T C + lam I (formed from centred colours).
+    g00 = jnp.sqrt(m[0, 0])
+    g10, g20 = m[1, 0] / g00, m[2, 0] / g00
+    g11 = jnp.sqrt(m[1, 1] - g10 * g10)
+    g21 = (m[2, 1] - g20 * g10) / g11
+    g22 = jnp.sqrt(m[2, 2] - g20 * g20 - g21 * g21)
+    # Rows of Z = C G^-T by forward substitution. True divisions (not multiplications by
+    # reciprocals) mark these planes as expensive, so XLA materialises them once instead of
+    # re-computing them inside each of the 12 output fusions (optimization_barrier is dropped
+    # by the CPU pipeline before fusion).
+    q = [[], [], []]
+    for c in cen:
+        z0 = c[0] / g00
+        z1 = (c[1] - g10 * z0) / g11
+        z2 = (c[2] - g20 * z0 - g21 * z1) / g22
+        for i, zi in enumerate((z0, z1, z2)):
+            q[i].append(zi)
+    out = [jnp.zeros((h, w), jnp.float32) for _ in STENCIL_OFFSETS]
+    for a, (ay, ax) in enumerate(_WINDOW):
+        for b, (by, bx) in enumerate(_WINDOW):
+            d = (by - ay, bx - ax)
+            if d not in STENCIL_OFFSETS:
+                continue
+            val = 1.0 / 9.0 + q[0][a] * q[0][b] + q[1][a] * q[1][b] + q[2][a] * q[2][b]
+            k = STENCIL_OFFSETS.index(d)
+            out[k] = out[k] + jnp.pad(val, ((1 + ay, 1 - ay), (1 + ax, 1 - ax)))
+    return jnp.stack(out, 0)
+
+
+def matting_laplacian_coefficients(guide, eps: float = EPS, *, eps_mode: str = "code") -> jax.Array:
+    """Float32 25-point stencil of the matting Laplacian (see the module docstring).
+
+    Args:
+      guide: (H, W, 3) float array, colours nominally in [0, 1]; H, W >= 3.
+      eps: regularisation (> 0), default 1e-5.
+      eps_mode: "code" (``Sigma + eps I``, default) or "paper" (``Sigma + eps / 9 I``).
+
+    Returns:
+      ``coeffs`` (12, H, W) float32: ``coeffs[k, y, x] = -L(p, p + d_k)`` for ``p = (y, x)`` and
+      ``d_k = STENCIL_OFFSETS[k]`` (zero where ``p + d_k`` lies outside the image). Entries can be
+      negative (the affinities of Eq. 7 are not M-matrix weights); L itself is PSD.
+    """
+    _check_guide(guide)
+    _check_eps(eps, eps_mode)
+    return _coefficients_impl(jnp.asarray(guide, jnp.float32), jnp.float32(_lambda(eps, eps_mode)))
+
+
+def _shift(x: jax.Array, dy: int, dx: int, r: int = 2) -> jax.Array:
+    """out[p] = x[p + (dy, dx)], zero outside; works on the last two axes."""
+    h, w = x.shape[-2:]
+    xp = jnp.pad(x, [(0, 0)] * (x.ndim - 2) + [(r, r), (r, r)])
+    return xp[..., r + dy : r + dy + h, r + dx : r + dx + w]
+
+
+def _laplacian_apply(coeffs: jax.Array, x: jax.Array) -> jax.Array:
+    out = jnp.zeros_like(x)
+    for k, (dy, dx) in enumerate(STENCIL_OFFSETS):
+        flux = coeffs[k] * (x - _shift(x, dy, dx))  # on edge (p, p + d): +flux to p, -flux to p + d
+        out = out + flux - _shift(flux, -dy, -dx)
+    return out
+
+
+def _laplacian_diagonal(coeffs: jax.Array) -> jax.Array:
+    return sum(coeffs[k] + _shift(coeffs[k], -dy, -dx) for k, (dy, dx) in enumerate(STENCIL_OFFSETS))
+
+
+def _check_coeffs(coeffs) -> None:
+    shape = np.shape(coeffs)
+    if len(shape) != 3 or shape[0] != len(STENCIL_OFFSETS):
+        raise ValueError(f"coeffs must have shape (12, H, W), got {shape}")
+
+
+@jax.jit
+def _laplacian_apply_jit(coeffs, x):
+    return _laplacian_apply(coeffs, x)
+
+
+def laplacian_apply(coeffs, x) -> jax.Array:
+    """L x for the stencil ``coeffs`` (12, H, W) and ``x`` (H, W); float32 (H, W). Jitted."""
+    _check_coeffs(coeffs)
+    if np.shape(x) != np.shape(coeffs)[1:]:
+        raise ValueError(f"x must have shape {np.shape(coeffs)[1:]}, got {np.shape(x)}")
+    return _laplacian_apply_jit(jnp.asarray(coeffs, jnp.float32), jnp.asarray(x, jnp.float32))
+
+
+def laplacian_diagonal(coeffs) -> jax.Array:
+    """diag(L) (H, W) float32 of the stencil ``coeffs`` (12, H, W)."""
+    _check_coeffs(coeffs)
+    return jax.jit(_laplacian_diagonal)(jnp.asarray(coeffs, jnp.float32))
+
+
+def coefficients_to_sparse(coeffs) -> sp.csr_matrix:
+    """The stencil ``coeffs`` (12, H, W) as a float64 ``scipy.sparse.csr_matrix`` L (tests)."""
+    _check_coeffs(coeffs)
+    c = np.asarray(coeffs, np.float64)
+    _, h, w = c.shape
+    idx = np.arange(h * w).reshape(h, w)
+    rows, cols, vals = [], [], []
+    for k, (dy, dx) in enumerate(STENCIL_OFFSETS):
+        y0, y1 = 0, h - dy
+        x0, x1 = max(0, -dx), min(w, w - dx)
+        p = idx[y0:y1, x0:x1].ravel()
+        q = idx[y0 + dy : y1 + dy, x0 + dx : x1 + dx].ravel()
+        v = c[k, y0:y1, x0:x1].ravel()
+        rows += [p, q]
+        cols += [q, p]
+        vals += [-v, -v]
+    off = sp.csr_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(h * w, h * w)
+    )
+    return (off - sp.diags(np.asarray(off.sum(axis=1)).ravel())).tocsr()

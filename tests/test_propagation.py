@@ -1,0 +1,229 @@
+"""Tests of dhde.propagation: CG solves vs a float64 direct solve, multigrid properties."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import scipy.sparse.linalg as spl
+
+from dhde import propagation as prop
+from dhde.matting import assemble_matting_laplacian, coefficients_to_sparse, matting_laplacian_coefficients
+from dhde.propagation import build_multigrid, level_shapes, multigrid_apply, propagate
+
+H, W = 32, 40  # three multigrid levels: 32x40 -> 16x20 -> 8x10 (dense)
+
+
+def make_problem(seed: int = 0, h: int = H, w: int = W):
+    """A piecewise-smooth guide with an edge, a sparse mask (~10 %) and defocus-like values."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
+    inside = (xx - 0.45) ** 2 + (yy - 0.5) ** 2 < 0.09
+    guide = np.stack([0.2 + 0.6 * inside, 0.3 + 0.2 * xx, 0.5 - 0.3 * yy * inside], -1)
+    guide = np.clip(guide + 0.02 * rng.standard_normal(guide.shape), 0, 1).astype(np.float32)
+    mask = rng.random((h, w)) < 0.1
+    truth = np.where(inside, 2.0, 0.7) + 0.3 * xx
+    sparse = np.where(mask, truth + 0.05 * rng.standard_normal((h, w)), 0.0).astype(np.float32)
+    return sparse, mask, guide
+
+
+def direct_solve(sparse, mask, guide, gamma=0.005, eps_mode="code"):
+    lap = assemble_matting_laplacian(guide, eps_mode=eps_mode)
+    a = (lap + sp.diags(gamma * mask.ravel().astype(np.float64))).tocsc()
+    b = gamma * (mask * sparse).ravel().astype(np.float64)
+    return spl.spsolve(a, b, permc_spec="MMD_AT_PLUS_A").reshape(mask.shape)
+
+
+PROBLEM = make_problem()
+DIRECT = direct_solve(*PROBLEM)
+
+
+def rel(a, b):
+    return float(np.linalg.norm(np.asarray(a, np.float64) - b) / np.linalg.norm(b))
+
+
+@pytest.mark.parametrize(
+    "preconditioner, solver",
+    [("multigrid", "jax_cg"), ("multigrid", "pcg"), ("jacobi", "pcg"), ("none", "jax_cg")],
+)
+def test_matches_direct_solve(preconditioner, solver):
+    res = propagate(*PROBLEM, preconditioner=preconditioner, solver=solver)
+    assert res.defocus.shape == (H, W) and res.defocus.dtype == jnp.float32
+    assert rel(res.defocus, DIRECT) <= 1e-3
+    assert res.residual < 5e-3  # true residual; float32 floor ~ 1e-7 ||A|| ||x|| / ||b||
+    if solver == "jax_cg":
+        assert res.iterations == -1
+    else:
+        assert 0 < res.iterations < prop.DEFAULT_MAXITER
+
+
+def test_multigrid_needs_few_iterations():
+    mg = propagate(*PROBLEM, solver="pcg").iterations
+    plain = propagate(*PROBLEM, preconditioner="jacobi", solver="pcg").iterations
+    assert mg <= 30 and 2 * mg < plain
+
+
+def test_pcg_matches_jax_cg_iterates():
+    """jax's cg stopped after the same number of iterations gives pcg's iterate."""
+    sparse, mask, guide = PROBLEM
+    res = propagate(sparse, mask, guide, solver="pcg", preconditioner="jacobi")
+    same = propagate(
+        sparse, mask, guide, tol=1e-12, maxiter=res.iterations, solver="jax_cg", preconditioner="jacobi"
+    )
+    np.testing.assert_allclose(same.defocus, res.defocus, rtol=1e-4, atol=1e-5)
+
+
+def test_paper_eps_mode():
+    res = propagate(*PROBLEM, eps_mode="paper", solver="pcg")
+    assert rel(res.defocus, direct_solve(*PROBLEM, eps_mode="paper")) <= 1e-3
+
+
+def test_constant_solutions():
+    sparse, mask, guide = PROBLEM
+    one_point = np.zeros_like(mask)
+    one_point[5, 7] = True
+    res = propagate(np.full((H, W), 1.3, np.float32), one_point, guide, solver="pcg")
+    np.testing.assert_allclose(res.defocus, 1.3, rtol=1e-3)  # L 1 = 0: a constant is optimal
+    res = propagate(np.full((H, W), 0.8, np.float32), mask, guide, solver="pcg")
+    np.testing.assert_allclose(res.defocus, 0.8, rtol=1e-3)
+
+
+def test_initial_guess():
+    cold = propagate(*PROBLEM, tol=1e-3, solver="pcg")
+    warm = propagate(*PROBLEM, tol=1e-3, solver="pcg", x0=DIRECT.astype(np.float32))
+    assert warm.iterations < cold.iterations
+    assert rel(warm.defocus, DIRECT) <= 1e-3
+
+
+def _operator(seed=0):
+    sparse, mask, guide = make_problem(seed)
+    coeffs = matting_laplacian_coefficients(guide)
+    mass = jnp.asarray(0.005 * mask, jnp.float32)
+    return coeffs, mass
+
+
+def test_multigrid_is_symmetric_positive_definite():
+    coeffs, mass = _operator()
+    mg = build_multigrid(coeffs, mass)
+    n = H * W
+    cols = jax.vmap(lambda e: multigrid_apply(mg, coeffs, mass, e.reshape(H, W)).ravel())(
+        jnp.eye(n, dtype=jnp.float32)
+    )
+    m = np.asarray(cols, np.float64).T
+    assert np.abs(m - m.T).max() <= 1e-5 * np.abs(m).max()
+    assert np.linalg.eigvalsh(0.5 * (m + m.T)).min() > 0
+    rng = np.random.default_rng(1)
+    x, y = rng.standard_normal((2, H, W)).astype(np.float32)
+    xmy = float(jnp.vdot(x, multigrid_apply(mg, coeffs, mass, y)))
+    ymx = float(jnp.vdot(y, multigrid_apply(mg, coeffs, mass, x)))
+    assert abs(xmy - ymx) <= 1e-5 * abs(xmy)
+
+
+def test_galerkin_coarse_operator():
+    coeffs, mass = _operator()
+    mg = build_multigrid(coeffs, mass)
+    hc, wc = level_shapes(H, W)[1]
+    pmat = np.asarray(
+        jax.vmap(lambda e: prop._prolong(e.reshape(hc, wc), (H, W)).ravel())(jnp.eye(hc * wc)), np.float64
+    ).T  # (H*W, hc*wc), columns P e_j
+    a = coefficients_to_sparse(coeffs) + sp.diags(np.asarray(mass, np.float64).ravel())
+    ref = pmat.T @ (a @ pmat)
+    lv = mg.levels[0]
+    got = np.asarray(
+        jax.vmap(lambda e: prop._general_apply(lv.diag, lv.off, e.reshape(hc, wc)).ravel())(
+            jnp.eye(hc * wc)
+        ),
+        np.float64,
+    ).T
+    assert np.abs(got - ref).max() <= 1e-5 * np.abs(ref).max()
+
+
+def test_transfers():
+    rng = np.random.default_rng(2)
+    for fine in [(9, 12), (8, 7), (1, 6)]:
+        coarse = ((fine[0] + 1) // 2, (fine[1] + 1) // 2)
+        xc = jnp.asarray(rng.standard_normal(coarse), jnp.float32)
+        r = jnp.asarray(rng.standard_normal(fine), jnp.float32)
+        np.testing.assert_allclose(
+            jnp.vdot(prop._prolong(xc, fine), r), jnp.vdot(xc, prop._restrict(r, coarse)), rtol=1e-5
+        )
+        np.testing.assert_array_equal(prop._prolong(jnp.ones(coarse), fine), 1.0)
+        np.testing.assert_array_equal(prop._prolong(xc, fine)[::2, ::2], xc)
+
+
+def test_level_shapes():
+    shapes = level_shapes(480, 640)
+    assert shapes[0] == (480, 640) and shapes[-1] == (8, 10) and len(shapes) == 7
+    assert level_shapes(10, 12) == ((10, 12),)
+    assert level_shapes(3, 500)[-1][0] * level_shapes(3, 500)[-1][1] <= prop.MAX_COARSE
+
+
+def test_jit_equals_eager():
+    sparse, mask, guide = make_problem(3, 12, 14)  # two levels
+    args = (
+        jnp.asarray(sparse), jnp.asarray(mask), jnp.asarray(guide), jnp.zeros((12, 14)),
+        jnp.float32(0.005), jnp.float32(9e-5), jnp.float32(1e-4),
+    )
+    kw = dict(maxiter=200, preconditioner="multigrid", solver="pcg")
+    x, it, res = prop._propagate_impl(*args, **kw)
+    with jax.disable_jit():
+        xe, ite, rese = prop._propagate_impl(*args, **kw)
+    assert abs(int(it) - int(ite)) <= 1
+    np.testing.assert_allclose(x, xe, rtol=1e-4, atol=1e-4)
+
+
+def test_no_recompilation():
+    propagate(*PROBLEM, solver="pcg")
+    size = prop._propagate_impl._cache_size()
+    sparse, mask, guide = make_problem(seed=5)
+    res = propagate(sparse, mask, guide, gamma=0.01, tol=1e-3, eps=2e-5, solver="pcg")
+    assert prop._propagate_impl._cache_size() == size
+    assert rel(res.defocus, direct_solve(sparse, mask, guide, gamma=0.01)) < 1e-2
+
+
+def test_bad_inputs():
+    sparse, mask, guide = PROBLEM
+    with pytest.raises(ValueError, match="mask is empty"):
+        propagate(sparse, np.zeros_like(mask), guide)
+    with pytest.raises(ValueError, match="mask must have shape"):
+        propagate(sparse, mask[:-1], guide)
+    with pytest.raises(ValueError, match="sparse must have shape"):
+        propagate(sparse[:, :-1], mask, guide)
+    with pytest.raises(ValueError, match="guide"):
+        propagate(sparse, mask, guide[..., :2])
+    with pytest.raises(TypeError, match="boolean"):
+        propagate(sparse, mask.astype(np.float32), guide)
+    bad = sparse.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        propagate(bad, mask, guide)
+    bad = guide.copy()
+    bad[1, 1, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        propagate(sparse, mask, bad)
+    with pytest.raises(ValueError, match="preconditioner"):
+        propagate(sparse, mask, guide, preconditioner="ilu")
+    with pytest.raises(ValueError, match="solver"):
+        propagate(sparse, mask, guide, solver="gmres")
+    with pytest.raises(ValueError, match="maxiter"):
+        propagate(sparse, mask, guide, maxiter=0)
+    with pytest.raises(ValueError, match="gamma"):
+        propagate(sparse, mask, guide, gamma=-1.0)
+    with pytest.raises(ValueError, match="x0"):
+        propagate(sparse, mask, guide, x0=np.zeros((3, 3)))
+
+
+def test_empty_mask_core_is_defined():
+    """The jitted core (no validation) returns zeros for an empty mask instead of NaN."""
+    sparse, mask, guide = make_problem(3, 12, 14)
+    x, _, res = prop._propagate_impl(
+        jnp.asarray(sparse), jnp.zeros((12, 14), bool), jnp.asarray(guide), jnp.zeros((12, 14)),
+        jnp.float32(0.005), jnp.float32(9e-5), jnp.float32(1e-4),
+        maxiter=200, preconditioner="multigrid", solver="pcg",
+    )
+    np.testing.assert_array_equal(x, 0.0)
+    assert float(res) == 0.0
