@@ -52,18 +52,25 @@ def _read_file(path: Path) -> np.ndarray:
 
 
 def _read_16bit_png(path: Path) -> np.ndarray | None:
-    """Reads 16-bit RGB(A) PNGs at full precision (PIL truncates them to 8 bits)."""
+    """Reads 16-bit PNGs at full precision (Pillow truncates 16-bit RGB to 8 bits).
+
+    Returns None for 8-bit PNGs (Pillow reads those) and for files pypng cannot parse (Pillow
+    then reports the error).
+    """
+    import png  # pypng: pure Python, reads every PNG bit depth
+
     try:
-        import imageio.v3 as iio
-    except ImportError:  # pragma: no cover - imageio ships with scikit-image
+        reader = png.Reader(filename=str(path))
+        width, height, rows, info = reader.asDirect()
+        if info["bitdepth"] != 16:
+            return None
+        planes = info["planes"]
+        arr = np.vstack([np.asarray(r, np.uint16) for r in rows]).reshape(height, width, planes)
+    except (png.Error, ValueError, OSError, EOFError):
         return None
-    try:
-        arr = iio.imread(path)
-    except Exception:
-        return None
-    if arr.dtype == np.uint16:
-        return arr.astype(np.float32) / 65535.0
-    return None
+    if planes in (2, 4):  # drop alpha
+        arr = arr[..., : planes - 1]
+    return arr.astype(np.float32) / 65535.0
 
 
 def _to_rgb(arr: np.ndarray, what: str) -> np.ndarray:
@@ -162,6 +169,14 @@ def value_channel(rgb: jax.Array) -> jax.Array:
     return jnp.max(rgb.astype(jnp.float32), axis=-1)
 
 
+def grey16_image(values: np.ndarray):
+    """A PIL 16-bit grey image ("I;16") from an (H, W) integer array in 0..65535."""
+    from PIL import Image
+
+    a = np.ascontiguousarray(np.clip(values, 0, 65535).astype("<u2"))
+    return Image.frombytes("I;16", (a.shape[1], a.shape[0]), a.tobytes())
+
+
 def save_image(path: Union[str, os.PathLike], image: np.ndarray, *, bits: int = 8) -> Path:
     """Writes an (H, W) or (H, W, 3) float image in [0, 1] as an 8- or 16-bit PNG.
 
@@ -177,7 +192,7 @@ def save_image(path: Union[str, os.PathLike], image: np.ndarray, *, bits: int = 
     elif bits == 16:
         if arr.ndim != 2:
             raise ValueError("16-bit output supports grey (H, W) images only")
-        Image.fromarray(np.round(arr * 65535).astype(np.uint16)).save(path)
+        grey16_image(np.round(arr * 65535)).save(path)
     else:
         raise ValueError(f"bits must be 8 or 16, got {bits}")
     return path

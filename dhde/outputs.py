@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dhde.image import save_image
+from dhde.image import grey16_image, save_image
 from dhde.labels import SIGMAS
 
 #: 16-bit PNG scale: stored value = sigma * SIGMA_PNG_SCALE.
@@ -36,12 +36,9 @@ def colorize(values: np.ndarray, vmin: float = float(SIGMAS[0]), vmax: float = f
 
 def save_sigma_png16(path, sigma: np.ndarray) -> Path:
     """16-bit PNG of a sigma map: value = round(sigma * 10000), clipped to 0..65535."""
-    from PIL import Image
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    v = np.clip(np.round(np.asarray(sigma, np.float64) * SIGMA_PNG_SCALE), 0, 65535).astype(np.uint16)
-    Image.fromarray(v).save(path)
+    grey16_image(np.round(np.asarray(sigma, np.float64) * SIGMA_PNG_SCALE)).save(path)
     return path
 
 

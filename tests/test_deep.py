@@ -70,8 +70,7 @@ def _numpy_bruteforce(params, x):
         h = img
         for name in ("conv1", "pool", "conv2", "pool", "conv3", "conv4"):
             if name == "pool":  # ceil mode: windows start at 0, 3, 6, ... while start < size
-                size = h.shape[0]
-                starts = range(0, size - 1, 3)
+                starts = range(0, h.shape[0], 3)
                 h = np.array([[h[i:i + 3, j:j + 3].max(axis=(0, 1)) for j in starts] for i in starts])
                 continue
             k = p[name]["kernel"]
@@ -88,24 +87,27 @@ def _numpy_bruteforce(params, x):
 
 
 def test_params_identical_to_nn_conv():
-    x = _patches(2)
-    ours = D.DeepFeature().init(jax.random.key(3), x)
-    ref = _NNConvRef().init(jax.random.key(3), x)
+    x = jnp.zeros((2, 27, 27, 3))
+    ours = jax.eval_shape(D.DeepFeature().init, jax.random.key(3), x)
+    ref = jax.eval_shape(_NNConvRef().init, jax.random.key(3), x)
     assert jax.tree.structure(ours) == jax.tree.structure(ref)
-    for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(ref)):
-        assert a.shape == b.shape and a.dtype == b.dtype
-        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert jax.tree.map(lambda a: (a.shape, a.dtype), ours) == jax.tree.map(lambda a: (a.shape, a.dtype), ref)
     shapes = {k: v["kernel"].shape for k, v in ours["params"].items()}
     assert shapes == {"conv1": (3, 3, 3, 25), "conv2": (3, 3, 25, 50), "conv3": (3, 3, 50, 50),
                       "conv4": (1, 1, 50, 25)}
+    # Same initialisers as nn.Conv: identical values from the same key (one small layer is enough).
+    a = D._ConvParams(25, 1, 50).init(jax.random.key(1))
+    b = nn.Conv(25, (1, 1)).init(jax.random.key(1), jnp.zeros((1, 1, 1, 50)))
+    for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        np.testing.assert_array_equal(np.asarray(u), np.asarray(v))
 
 
 @pytest.mark.parametrize("impl, chunk", [("fast", 128), ("fast", 4), ("fast", 0), ("conv", 128)])
 def test_matches_lax_reference(impl, chunk):
     params = _params()
     x = _patches(11)
-    out = D.DeepFeature(impl=impl, chunk=chunk).apply(params, x)
-    ref = _lax_reference(params, x)
+    out = jax.jit(D.DeepFeature(impl=impl, chunk=chunk).apply)(params, x)
+    ref = jax.jit(_lax_reference)(params, x)
     assert out.shape == (11, 25) and out.dtype == jnp.float32
     r = np.asarray(ref)
     assert 0.2 < (r > 0).mean() < 0.9  # a meaningful test: some units on, some off
@@ -115,8 +117,8 @@ def test_matches_lax_reference(impl, chunk):
 def test_matches_flax_nn_conv_module():
     params = _params(5)
     x = _patches(6, seed=7)
-    np.testing.assert_allclose(np.asarray(D.DeepFeature().apply(params, x)),
-                               np.asarray(_NNConvRef().apply(params, x)), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(jax.jit(D.DeepFeature().apply)(params, x)),
+                               np.asarray(jax.jit(_NNConvRef().apply)(params, x)), rtol=1e-5, atol=1e-5)
 
 
 def test_matches_numpy_bruteforce():
@@ -124,7 +126,7 @@ def test_matches_numpy_bruteforce():
     x = _patches(2, seed=4)
     ref = _numpy_bruteforce(params, x)
     for impl in D.IMPLS:
-        out = np.asarray(D.DeepFeature(impl=impl).apply(params, x))
+        out = np.asarray(jax.jit(D.DeepFeature(impl=impl).apply)(params, x))
         np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
 
 
@@ -150,8 +152,9 @@ def test_jit_equals_eager_and_no_recompile():
 def test_vmap_equals_loop():
     params = _params()
     x = _patches(6).reshape(3, 2, 27, 27, 3)
-    f = jax.vmap(lambda b: D.DeepFeature().apply(params, b))
-    loop = np.stack([np.asarray(D.DeepFeature().apply(params, b)) for b in x])
+    apply = jax.jit(D.DeepFeature().apply)
+    f = jax.jit(jax.vmap(lambda b: apply(params, b)))
+    loop = np.stack([np.asarray(apply(params, b)) for b in x])
     np.testing.assert_allclose(np.asarray(f(x)), loop, rtol=1e-6, atol=1e-6)
 
 
@@ -162,8 +165,8 @@ def test_gradients_agree():
     def loss(p, impl):
         return jnp.sum(D.DeepFeature(impl=impl, chunk=2).apply(p, x) ** 2)
 
-    g_fast = jax.grad(loss)(params, "fast")
-    g_conv = jax.grad(loss)(params, "conv")
+    g_fast = jax.jit(jax.grad(loss), static_argnums=1)(params, "fast")
+    g_conv = jax.jit(jax.grad(loss), static_argnums=1)(params, "conv")
     for a, b in zip(jax.tree.leaves(g_fast), jax.tree.leaves(g_conv)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-4 * np.abs(np.asarray(b)).max())
 
@@ -171,21 +174,22 @@ def test_gradients_agree():
 def test_uint8_input_accepted():
     params = _params()
     x = _patches(3)
-    np.testing.assert_allclose(np.asarray(D.DeepFeature().apply(params, np.asarray(x, np.uint8))),
-                               np.asarray(D.DeepFeature().apply(params, x)), rtol=1e-6)
+    apply = jax.jit(D.DeepFeature().apply)
+    np.testing.assert_allclose(np.asarray(apply(params, np.asarray(x, np.uint8))),
+                               np.asarray(apply(params, x)), rtol=1e-6)
 
 
 @pytest.mark.parametrize("shape", [(27, 27, 3), (2, 15, 15, 3), (2, 27, 27, 1), (0, 27, 27, 3), (2, 27, 28, 3)])
 def test_bad_shapes(shape):
     with pytest.raises(ValueError, match=r"\(N, 27, 27, 3\)"):
-        D.DeepFeature().init(jax.random.key(0), jnp.zeros(shape))
+        jax.eval_shape(D.DeepFeature().init, jax.random.key(0), jnp.zeros(shape))
 
 
 def test_bad_options():
     x = jnp.zeros((1, 27, 27, 3))
     with pytest.raises(ValueError, match="impl"):
-        D.DeepFeature(impl="winograd").init(jax.random.key(0), x)
+        jax.eval_shape(D.DeepFeature(impl="winograd").init, jax.random.key(0), x)
     with pytest.raises(ValueError, match="chunk"):
-        D.DeepFeature(chunk=-1).init(jax.random.key(0), x)
+        jax.eval_shape(D.DeepFeature(chunk=-1).init, jax.random.key(0), x)
     with pytest.raises(TypeError, match="real-valued"):
-        D.DeepFeature().init(jax.random.key(0), jnp.zeros((1, 27, 27, 3), bool))
+        jax.eval_shape(D.DeepFeature().init, jax.random.key(0), jnp.zeros((1, 27, 27, 3), bool))

@@ -81,6 +81,7 @@ def hand_features(arrays: dict, config: ModelConfig, chunk: int = 8192, desc="ha
     out = np.zeros((n, config.hand_width), np.float32)
     if config.hand_width == 0 or n == 0:
         return out
+    chunk = min(chunk, 1 << max(n - 1, 1).bit_length())  # small splits: pad to a power of 2, not to chunk
     for s in tqdm(range(0, n, chunk), desc=desc, leave=False):
         p, sc = arrays["patch"][s : s + chunk], arrays["scale"][s : s + chunk]
         m = len(p)
@@ -250,10 +251,12 @@ def train_and_evaluate(cfg, workdir: str | Path, splits: dict | None = None) -> 
             history.write(json.dumps({"step": done, "loss": last_loss, "accuracy": float(metrics["accuracy"]), "patches_per_s": rate}) + "\n")
         if done % eval_every == 0 or done == steps:
             loss_now = float(metrics["loss"])
-            if not math.isfinite(loss_now):
+            finite = all(bool(jnp.isfinite(x).all()) for x in jax.tree_util.tree_leaves(state.params))
+            if not (math.isfinite(loss_now) and finite):  # never checkpoint non-finite parameters
                 history.close()
                 raise NonFiniteLossError(
-                    f"loss became {loss_now} at step {done}; the last good checkpoint "
+                    f"loss became {loss_now}{'' if finite else ' (parameters not finite)'} at step "
+                    f"{done}; the last good checkpoint "
                     f"(step {mgr.latest_step()}) is kept in {workdir / 'checkpoints'}."
                 )
             val = validate(state)
