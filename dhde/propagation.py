@@ -9,8 +9,8 @@ Preconditioners:
   * ``"multigrid"`` (default): one symmetric geometric-multigrid V-cycle. Bilinear
     interpolation P (coarse size ``ceil(n / 2)`` per axis, constants preserved at the borders),
     restriction ``P^T`` (its exact transpose), Galerkin coarse operators ``P^T A P`` stored as
-    25-point stencils (the 5x5 structure is closed under this coarsening) and obtained by
-    probing with 25 colour vectors, Chebyshev smoothing (degree 2 before and after) on
+    25-point stencils (the 5x5 structure is closed under this coarsening), computed directly
+    from the stencils one axis at a time and symmetrised, Chebyshev smoothing (degree 2 before and after) on
     ``D_l1^-1 A`` over ``[1 / 10, 1]`` (``D_l1`` = absolute row sums, so the spectrum lies in
     (0, 1] and the smoother converges in the A-norm: the V-cycle is symmetric positive definite
     and valid for CG), and a dense eigen-decomposition solve on the coarsest level
@@ -62,13 +62,13 @@ class PropagationResult(NamedTuple):
 
 
 class CoarseLevel(NamedTuple):
-    """A coarse operator as a symmetric 25-point stencil, (h, w) grid.
+    """A coarse operator on an (h, w) grid as a symmetric 25-point stencil.
 
-    diag: (h, w) A(p, p); off: (12, h, w) A(p, p + STENCIL_OFFSETS[k]); dinv: (h, w) 1 / D_l1.
+    stencil: (5, 5, h, w), ``stencil[2 + dy, 2 + dx, y, x] = A((y, x), (y + dy, x + dx))``
+    (zero where the neighbour is outside); dinv: (h, w) 1 / D_l1 (inverse absolute row sums).
     """
 
-    diag: jax.Array
-    off: jax.Array
+    stencil: jax.Array
     dinv: jax.Array
 
 
@@ -103,19 +103,29 @@ def _system_apply(coeffs: jax.Array, mass: jax.Array, x: jax.Array) -> jax.Array
     return matting._laplacian_apply(coeffs, x) + mass * x
 
 
-def _general_apply(diag: jax.Array, off: jax.Array, x: jax.Array) -> jax.Array:
-    out = diag * x
-    for k, (dy, dx) in enumerate(STENCIL_OFFSETS):
-        out = out + off[k] * _shift(x, dy, dx) + _shift(off[k] * x, -dy, -dx)
+def _pad2(x: jax.Array, r: int = 2) -> jax.Array:
+    return jnp.pad(x, [(0, 0)] * (x.ndim - 2) + [(r, r), (r, r)])
+
+
+def _stencil_apply(stencil: jax.Array, x: jax.Array) -> jax.Array:
+    """A x for a (5, 5, h, w) stencil (see :class:`CoarseLevel`)."""
+    h, w = x.shape[-2:]
+    xp = _pad2(x)
+    out = jnp.zeros_like(x)
+    for i in range(5):
+        for j in range(5):
+            out = out + stencil[i, j] * xp[..., i : i + h, j : j + w]
     return out
 
 
-def _abs_row_sum(diag: jax.Array, off: jax.Array) -> jax.Array:
-    out = jnp.abs(diag)
+def _full_stencil(coeffs: jax.Array, mass: jax.Array) -> jax.Array:
+    """(5, 5, H, W) stencil of L + diag(mass) from the Laplacian-form coefficients."""
+    rows = [[None] * 5 for _ in range(5)]
     for k, (dy, dx) in enumerate(STENCIL_OFFSETS):
-        a = jnp.abs(off[k])
-        out = out + a + _shift(a, -dy, -dx)
-    return out
+        rows[2 + dy][2 + dx] = -coeffs[k]
+        rows[2 - dy][2 - dx] = -_shift(coeffs[k], -dy, -dx)
+    rows[2][2] = mass + matting._laplacian_diagonal(coeffs)
+    return jnp.stack([jnp.stack(r) for r in rows])
 
 
 def _safe_inv(d: jax.Array) -> jax.Array:
@@ -160,38 +170,76 @@ def level_shapes(h: int, w: int, max_coarse: int = MAX_COARSE) -> tuple:
 # ----------------------------------------------------------------------------- multigrid setup
 
 
-def _galerkin(apply_fine, fine_shape: tuple, coarse_shape: tuple, one) -> CoarseLevel:
-    """Stencil of P^T A P by probing with 25 colour vectors (coarse stencil radius <= 2)."""
-    hc, wc = coarse_shape
-    iy = jnp.arange(hc)[:, None] % 5
-    ix = jnp.arange(wc)[None, :] % 5
-    probes = jnp.stack(
-        [((iy == cy) & (ix == cx)).astype(jnp.float32) for cy in range(5) for cx in range(5)]
-    )
+def _interp_weights(n: int) -> np.ndarray:
+    """(3, ceil(n/2)): weight of fine sample 2 I + a (a = -1, 0, 1) in coarse basis function I."""
+    nc = (n + 1) // 2
+    wts = np.full((3, nc), 0.5, np.float32)
+    wts[1] = 1.0
+    if n % 2 == 0:
+        wts[2, nc - 1] = 1.0  # the last fine sample copies its left coarse neighbour
+    return wts
+
+
+def _galerkin_axis(stencil: jax.Array, axis: int) -> jax.Array:
+    """P^T A P for bilinear P acting on one spatial axis (2 = y, 3 = x) of a (5, 5, h, w) stencil.
+
+    Along that axis n -> ceil(n / 2): A_c(I, I + D) = sum_{a, b} w_a(I) w_b(I + D)
+    A(2 I + a, 2 (I + D) + b) over fine offsets 2 D + b - a within the 5-point radius, so the
+    coarse stencil has radius 2 again. Only strided slices, no transposes."""
+    n = stencil.shape[axis]
+    nc = (n + 1) // 2
+    off_axis = axis - 2  # stencil axis holding the offset along ``axis``
+    wts = _interp_weights(n)
+    shifted = np.zeros((5, 3, nc), np.float32)  # w_b(I + D), zero outside the coarse grid
+    for d in range(-2, 3):
+        lo, hi = max(0, -d), min(nc, nc - d)
+        shifted[d + 2, :, lo:hi] = wts[:, lo + d : hi + d]
+    bshape = [1, 1, 1] + ([1] if axis == 2 else [])  # broadcast weights along ``axis``
+    pad = [(0, 0)] * 4
+    pad[axis] = (1, 2 * nc - n)
+    sp = jnp.pad(stencil, pad)  # index 1 + fine index along ``axis``
+    taps = {a: jax.lax.slice_in_dim(sp, 1 + a, 1 + a + 2 * nc - 1, 2, axis) for a in (-1, 0, 1)}
+    out = []
+    for d in range(-2, 3):
+        acc = 0.0
+        for a in (-1, 0, 1):
+            for b in (-1, 0, 1):
+                dd = 2 * d + b - a
+                if abs(dd) <= 2:
+                    wgt = jnp.asarray((wts[a + 1] * shifted[d + 2, b + 1]).reshape((nc,) + tuple(bshape[3:])))
+                    acc = acc + wgt * jax.lax.index_in_dim(taps[a], dd + 2, off_axis, keepdims=False)
+        out.append(acc)
+    return jnp.stack(out, axis=off_axis)
+
+
+def _galerkin(stencil: jax.Array, one) -> CoarseLevel:
+    """Coarse level P^T A P (bilinear P, both axes) of a (5, 5, h, w) stencil, symmetrised."""
     fence = partial(_fence, one=one)
-    ys = jax.vmap(
-        lambda e: _restrict(fence(apply_fine(fence(_prolong(e, fine_shape)))), coarse_shape)
-    )(probes)
-    ys = fence(ys)
-
-    def entry(dy, dx):  # A_c(J, J + (dy, dx)): column J + d has colour (J + d) mod 5
-        colour = ((iy + dy) % 5) * 5 + (ix + dx) % 5
-        e = jnp.take_along_axis(ys, colour[None], axis=0)[0]
-        valid = (jnp.arange(hc)[:, None] + dy >= 0) & (jnp.arange(hc)[:, None] + dy < hc)
-        valid &= (jnp.arange(wc)[None, :] + dx >= 0) & (jnp.arange(wc)[None, :] + dx < wc)
-        return jnp.where(valid, e, 0.0)
-
-    diag = fence(entry(0, 0))
-    off = fence(jnp.stack(
-        [0.5 * (entry(dy, dx) + _shift(entry(-dy, -dx), dy, dx)) for dy, dx in STENCIL_OFFSETS]
-    ))
-    return CoarseLevel(diag, off, fence(_safe_inv(_abs_row_sum(diag, off))))
+    s = fence(_galerkin_axis(stencil, 2))
+    s = fence(_galerkin_axis(s, 3))
+    # Exact symmetry A(p, p + d) = A(p + d, p) (rounding differs between the two sums).
+    s = fence(jnp.stack([
+        jnp.stack([0.5 * (s[i, j] + _shift(s[4 - i, 4 - j], i - 2, j - 2)) for j in range(5)])
+        for i in range(5)
+    ]))
+    return CoarseLevel(s, fence(_safe_inv(jnp.sum(jnp.abs(s), axis=(0, 1)))))
 
 
-def _dense(apply, shape: tuple) -> jax.Array:
-    n = shape[0] * shape[1]
-    cols = jax.vmap(lambda e: apply(e.reshape(shape)).ravel())(jnp.eye(n, dtype=jnp.float32))
-    return 0.5 * (cols + cols.T)
+def _dense(stencil: jax.Array) -> jax.Array:
+    """Dense (n, n) matrix of a (5, 5, h, w) stencil, n = h w (coarsest level only)."""
+    h, w = stencil.shape[2:]
+    rows, cols, taps = [], [], []
+    for i in range(5):
+        for j in range(5):
+            for y in range(h):
+                for x in range(w):
+                    if 0 <= y + i - 2 < h and 0 <= x + j - 2 < w:
+                        rows.append(y * w + x)
+                        cols.append((y + i - 2) * w + x + j - 2)
+                        taps.append((i * 5 + j) * h * w + y * w + x)
+    vals = stencil.reshape(-1)[np.asarray(taps)]
+    a = jnp.zeros((h * w, h * w), stencil.dtype).at[np.asarray(rows), np.asarray(cols)].add(vals)
+    return 0.5 * (a + a.T)
 
 
 def _spd_inverse(a: jax.Array) -> jax.Array:
@@ -203,17 +251,17 @@ def _spd_inverse(a: jax.Array) -> jax.Array:
 def _build_multigrid(coeffs: jax.Array, mass: jax.Array, max_coarse: int = MAX_COARSE) -> Multigrid:
     shapes = level_shapes(*mass.shape, max_coarse=max_coarse)
     one = (mass[0, 0] > -1.0).astype(jnp.float32)  # 1.0, but not foldable by XLA
-    fine_offdiag_abs = _abs_row_sum(jnp.zeros_like(mass), coeffs)
-    fine_diag = mass + matting._laplacian_diagonal(coeffs)
-    fine_dinv = _safe_inv(jnp.abs(fine_diag) + fine_offdiag_abs)
-    apply = partial(_system_apply, coeffs, mass)
+    stencil = _fence(_full_stencil(coeffs, mass), one)
+    fine_dinv = _fence(_safe_inv(jnp.sum(jnp.abs(stencil), axis=(0, 1))), one)
     levels = []
-    for fine_shape, coarse_shape in zip(shapes[:-1], shapes[1:]):
-        lv = _galerkin(apply, fine_shape, coarse_shape, one)
-        levels.append(lv)
-        apply = partial(_general_apply, lv.diag, lv.off)
-    coarse_inv = _spd_inverse(_dense(apply, shapes[-1]))
-    return Multigrid(_fence(fine_dinv, one), tuple(levels), coarse_inv, one)
+    for _ in shapes[1:]:
+        levels.append(_galerkin(stencil, one))
+        stencil = levels[-1].stencil
+    coarse_inv = _spd_inverse(_dense(stencil))
+    return Multigrid(fine_dinv, tuple(levels), coarse_inv, one)
+
+
+_build_multigrid_jit = jax.jit(_build_multigrid, static_argnames=("max_coarse",))
 
 
 # ----------------------------------------------------------------------------- V-cycle
@@ -243,7 +291,7 @@ def _vcycle(mg: Multigrid, coeffs, mass, r, degree: int = CHEB_DEGREE, ratio: fl
     """One symmetric V-cycle M r (Chebyshev pre- and post-smoothing, Galerkin coarse grids)."""
     fence = partial(_fence, one=mg.one)
     applies = [partial(_system_apply, coeffs, mass)]
-    applies += [partial(_general_apply, lv.diag, lv.off) for lv in mg.levels]
+    applies += [partial(_stencil_apply, lv.stencil) for lv in mg.levels]
     dinvs = [mg.fine_dinv] + [lv.dinv for lv in mg.levels]
 
     def cycle(level, b):
@@ -291,18 +339,22 @@ def _pcg(apply, precond, b, x0, tol, maxiter):
     return x, k
 
 
-@partial(jax.jit, static_argnames=("preconditioner", "solver"))
-def _propagate_impl(sparse, mask, guide, x0, gamma, lam, tol, maxiter, *, preconditioner, solver):
-    """Jitted core of :func:`propagate`; returns (x, iterations int32, residual float32).
-
-    An empty mask gives x = x0 when x0 = 0 (b = 0) and residual 0.
-    """
-    coeffs = matting._coefficients_impl(guide, lam)
+@jax.jit
+def _system_terms(sparse, mask, gamma):
+    """mass = gamma * mask and right-hand side b = mass * sparse, (H, W) float32."""
     mass = gamma * mask.astype(jnp.float32)
-    b = mass * sparse
+    return mass, mass * sparse
+
+
+@partial(jax.jit, static_argnames=("preconditioner", "solver"))
+def _solve_impl(coeffs, mass, b, x0, tol, maxiter, mg, *, preconditioner, solver):
+    """CG on (L + diag(mass)) x = b; returns (x, iterations int32, residual float32).
+
+    ``mg`` is the :class:`Multigrid` for ``preconditioner="multigrid"``, else None. With b = 0
+    and x0 = 0 (empty mask) it returns x = 0, residual 0, without iterating.
+    """
     apply = partial(_system_apply, coeffs, mass)
     if preconditioner == "multigrid":
-        mg = _build_multigrid(coeffs, mass)
         precond = partial(_vcycle, mg, coeffs, mass)
     elif preconditioner == "jacobi":
         dinv = _safe_inv(mass + matting._laplacian_diagonal(coeffs))
@@ -319,6 +371,23 @@ def _propagate_impl(sparse, mask, guide, x0, gamma, lam, tol, maxiter, *, precon
     rnorm = jnp.sqrt(jnp.sum(jnp.square(b - apply(x))))
     residual = jnp.where(bnorm > 0, rnorm / jnp.where(bnorm > 0, bnorm, 1.0), rnorm)
     return x, iterations, residual
+
+
+def propagate_arrays(sparse, mask, guide, x0, gamma, lam, tol, maxiter, *, preconditioner, solver):
+    """Unvalidated array core of :func:`propagate`, usable inside ``jax.jit``.
+
+    Args are arrays: sparse, x0 (H, W) float32; mask (H, W) bool; guide (H, W, 3) float32;
+    scalars gamma, lam (= 9 eps for the code's convention, eps for the paper's), tol, maxiter
+    (int32). Returns (x (H, W) float32, iterations int32, residual float32). Compiled as three
+    programs (stencil, multigrid setup, solve) when called outside jit, so that the stencil
+    and the hierarchy are compiled once per image shape for all solver choices.
+    """
+    coeffs = matting._coefficients_impl(guide, lam)
+    mass, b = _system_terms(sparse, mask, gamma)
+    mg = _build_multigrid_jit(coeffs, mass) if preconditioner == "multigrid" else None
+    return _solve_impl(
+        coeffs, mass, b, x0, tol, maxiter, mg, preconditioner=preconditioner, solver=solver
+    )
 
 
 # ----------------------------------------------------------------------------- public API
@@ -397,7 +466,7 @@ def propagate(
     if not m.any():
         raise ValueError("mask is empty: there are no sparse values to propagate")
     x0 = np.zeros(shape, np.float32) if x0 is None else _check_map("x0", x0, shape)
-    x, iterations, residual = _propagate_impl(
+    x, iterations, residual = propagate_arrays(
         jnp.asarray(sparse),
         jnp.asarray(m),
         jnp.asarray(guide, jnp.float32),
@@ -427,8 +496,6 @@ def build_multigrid(coeffs, mass, max_coarse: int = MAX_COARSE) -> Multigrid:
         raise ValueError(f"mass must have shape {np.shape(coeffs)[1:]}, got {np.shape(mass)}")
     return _build_multigrid_jit(jnp.asarray(coeffs), jnp.asarray(mass), max_coarse=max_coarse)
 
-
-_build_multigrid_jit = jax.jit(_build_multigrid, static_argnames=("max_coarse",))
 
 
 @jax.jit

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from functools import partial
+import itertools
 
 import jax
 import jax.numpy as jnp
@@ -11,9 +11,10 @@ import pytest
 import scipy.sparse as sp
 import scipy.sparse.linalg as spl
 
+from dhde import matting
 from dhde import propagation as prop
 from dhde.matting import assemble_matting_laplacian, coefficients_to_sparse, matting_laplacian_coefficients
-from dhde.propagation import build_multigrid, level_shapes, multigrid_apply, propagate
+from dhde.propagation import build_multigrid, level_shapes, propagate
 
 H, W = 24, 20  # two multigrid levels: 24x20 -> 12x10 (dense); one compilation per configuration
 
@@ -104,55 +105,88 @@ def _operator(seed=0):
     return coeffs, mass
 
 
+@pytest.fixture(scope="module")
+def three_levels():
+    """Operator and a 3-level hierarchy 24x20 -> 12x10 -> 6x5 (dense)."""
+    coeffs, mass = _operator()
+    return coeffs, mass, build_multigrid(coeffs, mass, max_coarse=32)
+
+
 @jax.jit
-def _dense_preconditioner(coeffs, mass):
-    mg = prop._build_multigrid(coeffs, mass)
+def _dense_preconditioner(mg, coeffs, mass):
     eye = jnp.eye(H * W, dtype=jnp.float32).reshape(-1, H, W)
-    return jax.vmap(lambda e: prop._vcycle(mg, coeffs, mass, e).ravel())(eye).T
+    return jax.vmap(lambda e: prop._vcycle(mg, coeffs, mass, e).ravel())(eye).T  # columns M e_j
 
 
-def test_multigrid_is_symmetric_positive_definite():
-    m = np.asarray(_dense_preconditioner(*_operator()), np.float64)  # columns M e_j
+def test_multigrid_is_symmetric_positive_definite(three_levels):
+    coeffs, mass, mg = three_levels
+    m = np.asarray(_dense_preconditioner(mg, coeffs, mass), np.float64)
     assert np.abs(m - m.T).max() <= 1e-5 * np.abs(m).max()
     assert np.linalg.eigvalsh(0.5 * (m + m.T)).min() > 0
     rng = np.random.default_rng(1)
     x, y = rng.standard_normal((2, H * W))
     assert abs(x @ m @ y - y @ m @ x) <= 1e-5 * abs(x @ m @ y)
+    # jit == eager for one V-cycle (the dense matrix above comes from the jitted V-cycle).
+    with jax.disable_jit():
+        eager = np.asarray(prop._vcycle(mg, coeffs, mass, jnp.asarray(x.reshape(H, W), jnp.float32)))
+    np.testing.assert_allclose(eager.ravel(), m @ x, rtol=1e-4, atol=1e-4 * np.abs(m @ x).max())
 
 
-def _matrix(apply, shape):
-    eye = jnp.eye(shape[0] * shape[1], dtype=jnp.float32).reshape((-1,) + shape)
-    return np.asarray(jax.vmap(lambda e: apply(e).ravel())(eye), np.float64).T
+def interpolation_matrix(n: int) -> np.ndarray:
+    """(n, ceil(n/2)) 1-D linear interpolation: fine 2i = coarse i, fine 2i+1 = mean of i, i+1."""
+    nc = (n + 1) // 2
+    p = np.zeros((n, nc))
+    for i in range(n):
+        if i % 2 == 0:
+            p[i, i // 2] = 1.0
+        elif i // 2 + 1 < nc:
+            p[i, i // 2] = p[i, i // 2 + 1] = 0.5
+        else:  # last sample of an even-length axis: constant extension
+            p[i, i // 2] = 1.0
+    return p
 
 
-def test_galerkin_coarse_operators():
+def stencil_matrix(stencil) -> np.ndarray:
+    s = np.asarray(stencil, np.float64)
+    _, _, h, w = s.shape
+    a = np.zeros((h * w, h * w))
+    for i, j, y, x in itertools.product(range(5), range(5), range(h), range(w)):
+        if 0 <= y + i - 2 < h and 0 <= x + j - 2 < w:
+            a[y * w + x, (y + i - 2) * w + x + j - 2] += s[i, j, y, x]
+        else:
+            assert s[i, j, y, x] == 0.0
+    return a
+
+
+def test_galerkin_coarse_operators(three_levels):
     """Each stored coarse stencil equals P^T A P formed with explicit matrices."""
-    coeffs, mass = _operator()
-    mg = build_multigrid(coeffs, mass, max_coarse=32)  # 24x20 -> 12x10 -> 6x5 (dense)
+    coeffs, mass, mg = three_levels
     shapes = level_shapes(H, W, max_coarse=32)
     assert len(mg.levels) == 2 and len(shapes) == 3
     fine = coefficients_to_sparse(coeffs).toarray() + np.diag(np.asarray(mass, np.float64).ravel())
-    for lv, (fs, cs) in zip(mg.levels, zip(shapes[:-1], shapes[1:])):
-        pmat = _matrix(lambda e: prop._prolong(e, fs), cs)
+    for lv, (fh, fw) in zip(mg.levels, shapes[:-1]):
+        pmat = np.kron(interpolation_matrix(fh), interpolation_matrix(fw))
         ref = pmat.T @ fine @ pmat
-        got = _matrix(partial(prop._general_apply, lv.diag, lv.off), cs)
+        got = stencil_matrix(lv.stencil)
         assert np.abs(got - ref).max() <= 1e-5 * np.abs(ref).max()
+        np.testing.assert_array_equal(got, got.T)
         fine = got
+    np.testing.assert_allclose(
+        np.linalg.inv(fine), np.asarray(mg.coarse_inv), rtol=1e-3, atol=1e-3 * np.abs(np.linalg.inv(fine)).max()
+    )
 
 
 @pytest.mark.parametrize("fine", [(9, 12), (1, 6)])
 def test_transfers(fine):
     rng = np.random.default_rng(2)
     coarse = ((fine[0] + 1) // 2, (fine[1] + 1) // 2)
-    xc = jnp.asarray(rng.standard_normal(coarse), jnp.float32)
-    r = jnp.asarray(rng.standard_normal(fine), jnp.float32)
-    up = jax.jit(prop._prolong, static_argnums=1)
-    down = jax.jit(prop._restrict, static_argnums=1)
-    np.testing.assert_allclose(jnp.vdot(up(xc, fine), r), jnp.vdot(xc, down(r, coarse)), rtol=1e-5)
-    np.testing.assert_array_equal(up(jnp.ones(coarse), fine), 1.0)  # constants are preserved
-    np.testing.assert_array_equal(up(xc, fine)[::2, ::2], xc)
-    # linear interpolation in between: fine (2i+1) = mean of coarse i, i+1 (interior)
-    np.testing.assert_allclose(up(xc, fine)[::2, 1:-1:2], 0.5 * (xc[:, :-1] + xc[:, 1:])[:, : (fine[1] - 1) // 2])
+    pmat = np.kron(interpolation_matrix(fine[0]), interpolation_matrix(fine[1]))
+    xc = rng.standard_normal(coarse).astype(np.float32)
+    r = rng.standard_normal(fine).astype(np.float32)
+    up = jax.jit(prop._prolong, static_argnums=1)(xc, fine)
+    down = jax.jit(prop._restrict, static_argnums=1)(r, coarse)
+    np.testing.assert_allclose(np.asarray(up).ravel(), pmat @ xc.ravel(), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(down).ravel(), pmat.T @ r.ravel(), rtol=1e-5, atol=1e-5)
 
 
 def test_level_shapes():
@@ -162,23 +196,13 @@ def test_level_shapes():
     assert level_shapes(3, 500)[-1][0] * level_shapes(3, 500)[-1][1] <= prop.MAX_COARSE
 
 
-def test_jit_equals_eager():
-    coeffs, mass = _operator()
-    mg = build_multigrid(coeffs, mass)
-    r = jnp.asarray(np.random.default_rng(4).standard_normal((H, W)), jnp.float32)
-    jitted = multigrid_apply(mg, coeffs, mass, r)
-    with jax.disable_jit():
-        eager_mg = prop._build_multigrid(coeffs, mass)
-        eager = prop._vcycle(eager_mg, coeffs, mass, r)
-    np.testing.assert_allclose(eager, jitted, rtol=1e-4, atol=1e-4 * float(jnp.abs(jitted).max()))
-
-
 def test_no_recompilation():
     propagate(*PROBLEM, solver="pcg")
-    size = prop._propagate_impl._cache_size()
+    jits = [prop._solve_impl, prop._build_multigrid_jit, prop._system_terms, matting._coefficients_impl]
+    sizes = [f._cache_size() for f in jits]
     sparse, mask, guide = make_problem(seed=5)
     res = propagate(sparse, mask, guide, gamma=0.01, tol=1e-3, eps=2e-5, maxiter=50, solver="pcg")
-    assert prop._propagate_impl._cache_size() == size
+    assert [f._cache_size() for f in jits] == sizes
     lap = assemble_matting_laplacian(guide, eps=2e-5)
     a = (lap + sp.diags(0.01 * mask.ravel().astype(np.float64))).tocsc()
     ref = spl.spsolve(a, 0.01 * (mask * sparse).ravel().astype(np.float64)).reshape(H, W)
@@ -220,7 +244,7 @@ def test_bad_inputs():
 def test_empty_mask_core_is_defined():
     """The jitted core (no validation) returns zeros for an empty mask instead of NaN."""
     sparse, mask, guide = PROBLEM
-    x, _, res = prop._propagate_impl(
+    x, _, res = prop.propagate_arrays(
         jnp.asarray(sparse), jnp.zeros((H, W), bool), jnp.asarray(guide), jnp.zeros((H, W)),
         jnp.float32(0.005), jnp.float32(9e-5), jnp.float32(1e-4), jnp.int32(200),
         preconditioner="multigrid", solver="pcg",

@@ -11,10 +11,14 @@ Two exact implementations share one parameter tree, identical to ``flax.linen.Co
 HWIO kernels, same initialisers), so parameters move freely between them and ``nn.Conv`` modules:
 
 * ``impl="conv"``: ``lax.conv_general_dilated`` + ``lax.reduce_window``, the plain reference.
-* ``impl="fast"`` (default): convolutions as im2col + one matmul each (output channels padded to
-  a multiple of 16 for the CPU matmul kernels), processed in blocks of ``chunk`` patches so the
-  25x25x25 first-layer activations stay in cache. Same numbers up to float32 rounding (~1e-6
-  relative); about 2-3x faster than ``impl="conv"`` on a CPU for ~20k patches.
+* ``impl="fast"`` (what the default ``impl="auto"`` picks on CPU): convolutions as im2col + one
+  matmul each (output channels padded to a multiple of 16 for the CPU matmul kernels), processed
+  in blocks of ``chunk`` patches so the 25x25x25 first-layer activations stay in cache. Same
+  numbers up to float32 rounding (~1e-6 relative); about 3x faster than ``impl="conv"`` on a
+  CPU for ~20k patches.
+
+``impl="auto"`` picks "fast" when JAX's default backend is the CPU and "conv" (cuDNN / the
+native convolution) on GPU and TPU, where the im2col path was not tuned.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from jax import lax
 PATCH, CHANNELS, DEEP_WIDTH = 27, 3, 25
 #: (name, kernel side, input channels, output channels) of the four convolutions.
 LAYERS = (("conv1", 3, 3, 25), ("conv2", 3, 25, 50), ("conv3", 3, 50, 50), ("conv4", 1, 50, 25))
-IMPLS = ("fast", "conv")
+IMPLS = ("auto", "fast", "conv")
 
 _DN = ("NHWC", "HWIO", "NHWC")
 
@@ -66,7 +70,7 @@ def _conv_matmul(x: jax.Array, kernel: jax.Array, bias: jax.Array) -> jax.Array:
     cols = _im2col(x, k) if k > 1 else x
     pad = -cout % 16
     w = jnp.pad(kernel.reshape(-1, cout), ((0, 0), (0, pad)))
-    y = jnp.dot(cols.reshape(-1, cols.shape[-1]), w, precision=lax.Precision.HIGHEST)
+    y = jnp.dot(cols.reshape(-1, cols.shape[-1]), w)
     y = y.reshape(cols.shape[:-1] + (cout + pad,))[..., :cout]
     return jax.nn.relu(y + bias)
 
@@ -110,8 +114,9 @@ class DeepFeature(nn.Module):
     """The deep feature network: (N, 27, 27, 3) RGB patches -> (N, 25) features.
 
     Attributes:
-      impl: "fast" (im2col + matmul, blocked; default) or "conv" (lax.conv reference). Both
-        give the same numbers up to float32 rounding and use the same parameters.
+      impl: "auto" (default: "fast" on CPU, "conv" elsewhere), "fast" (im2col + matmul, blocked)
+        or "conv" (lax.conv reference). All give the same numbers up to float32 rounding and
+        use the same parameters.
       chunk: patches per block in the "fast" path (0: no blocking). Blocking only changes speed.
 
     Call:
@@ -125,7 +130,7 @@ class DeepFeature(nn.Module):
       ValueError: wrong input rank/shape or unknown ``impl``; TypeError: non-real input.
     """
 
-    impl: str = "fast"
+    impl: str = "auto"
     chunk: int = 128
 
     @nn.compact
@@ -144,6 +149,9 @@ class DeepFeature(nn.Module):
             raise TypeError(f"DeepFeature expects real-valued patches, got dtype {x.dtype}")
         x = x.astype(jnp.float32)
         p = {name: _ConvParams(cout, k, cin, name=name)() for name, k, cin, cout in LAYERS}
-        if self.impl == "conv":
+        impl = self.impl
+        if impl == "auto":
+            impl = "fast" if jax.default_backend() == "cpu" else "conv"
+        if impl == "conv":
             return _forward_conv(p, x)
         return _forward_fast(p, x, self.chunk)

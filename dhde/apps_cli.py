@@ -1,0 +1,465 @@
+"""The work behind the application entry points (paper 5.3-5.4) and the README gallery.
+
+``experiments/{magnify,all_in_focus,depth,segment}.py`` call :func:`run_app`; every image's
+defocus map is computed once and reused (:func:`estimate_or_load`): a ``<stem>_defocus.npy``
+found in ``estimate_dir`` (e.g. the output folder of ``experiments/estimate.py``, or a folder
+shared by several application runs) or in the run's own output folder is loaded instead of
+estimated, and a newly estimated map is written to ``estimate_dir`` (else the output folder) so
+that the next application finds it.
+
+Files per image ``stem`` (besides ``<stem>_defocus_color.png``, a preview of the map):
+
+    magnify       <stem>_magnified.png       8-bit RGB, blur x factor (Gaussian variances add)
+    all_in_focus  <stem>_all_in_focus.png    8-bit RGB, non-blind deconvolution
+    depth         <stem>_depth16.png         16-bit grey pseudo-depth, 0 = near, 65535 = far
+                  <stem>_depth.ply           coloured point cloud (MeshLab)
+                  <stem>_depth_color.png     preview
+    segment       <stem>_mask.png            Eq. 13 blur mask (white = blurred)
+                  <stem>_overlay.png         mask tinted over the image
+                  <stem>_tau_sweep.png       masks for a sweep of tau (default: the 11 label sigmas)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import traceback
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from dhde.cli import default_input, iter_inputs, resolve_model
+from dhde.image import load_image, save_image
+from dhde.labels import SIGMAS
+from dhde.outputs import colorize
+
+#: Parameters of each application, with their defaults (keys of the Hydra configs).
+APP_PARAMS: dict[str, dict] = {
+    "magnify": {"factor": 2.0, "num_levels": 10, "in_focus_sigma": float(SIGMAS[0])},
+    "all_in_focus": {"lam": 2e3, "prior_alpha": 2.0 / 3.0, "num_levels": 11, "reblur": True},
+    "depth": {"near_is_sharp": True, "smooth_sigma": 0.0, "ply_step": 1, "z_scale": None,
+              "ply_binary": True},
+    "segment": {"alpha": 0.3, "overlay_opacity": 0.5, "color": (1.0, 0.0, 0.0), "taus": None},
+}
+APPS = tuple(APP_PARAMS)
+
+
+# --------------------------------------------------------------------------- parameters
+
+
+def _num(params: dict, key: str, *, lo: float | None = None, hi: float | None = None,
+         lo_open: bool = False, integer: bool = False) -> float:
+    v = params[key]
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{key} must be a number, got {v!r}")
+    if integer and float(v) != int(v):
+        raise ValueError(f"{key} must be an integer, got {v!r}")
+    v = float(v)
+    if not math.isfinite(v):
+        raise ValueError(f"{key} must be finite, got {v}")
+    if lo is not None and (v <= lo if lo_open else v < lo):
+        raise ValueError(f"{key} must be {'>' if lo_open else '>='} {lo}, got {v}")
+    if hi is not None and v > hi:
+        raise ValueError(f"{key} must be <= {hi}, got {v}")
+    return int(v) if integer else v
+
+
+def _flag(params: dict, key: str) -> bool:
+    if not isinstance(params[key], (bool, np.bool_)):
+        raise TypeError(f"{key} must be true or false, got {params[key]!r}")
+    return bool(params[key])
+
+
+def app_params(app: str, cfg: dict | None = None) -> dict:
+    """The validated parameters of ``app``: :data:`APP_PARAMS` defaults, replaced by the keys
+    of the same name in ``cfg`` (a flat dict such as a Hydra config).
+
+    Raises:
+      ValueError / TypeError: unknown app, or a parameter out of range (e.g. ``factor <= 0``),
+      before any image is processed.
+    """
+    if app not in APP_PARAMS:
+        raise ValueError(f"unknown application {app!r}; choose one of {APPS}")
+    cfg = cfg or {}
+    p = {k: cfg.get(k, v) for k, v in APP_PARAMS[app].items()}
+    if app == "magnify":
+        p["factor"] = _num(p, "factor", lo=0.0, lo_open=True)
+        if p["factor"] < 1.0:
+            raise ValueError(
+                f"factor must be >= 1 (got {p['factor']}): magnification only adds blur; "
+                "use experiments/all_in_focus.py to remove it"
+            )
+        p["num_levels"] = _num(p, "num_levels", lo=2, integer=True)
+        p["in_focus_sigma"] = _num(p, "in_focus_sigma", lo=0.0)
+    elif app == "all_in_focus":
+        p["lam"] = _num(p, "lam", lo=0.0, lo_open=True)
+        p["prior_alpha"] = _num(p, "prior_alpha", lo=0.0, hi=1.0, lo_open=True)
+        p["num_levels"] = _num(p, "num_levels", lo=1, integer=True)
+        p["reblur"] = _flag(p, "reblur")
+    elif app == "depth":
+        p["near_is_sharp"] = _flag(p, "near_is_sharp")
+        p["smooth_sigma"] = _num(p, "smooth_sigma", lo=0.0)
+        p["ply_step"] = _num(p, "ply_step", lo=1, integer=True)
+        if p["z_scale"] is not None:
+            p["z_scale"] = _num(p, "z_scale", lo=0.0, lo_open=True)
+        p["ply_binary"] = _flag(p, "ply_binary")
+    else:
+        p["alpha"] = _num(p, "alpha", lo=0.0, hi=1.0)
+        p["overlay_opacity"] = _num(p, "overlay_opacity", lo=0.0, hi=1.0)
+        c = np.asarray(p["color"], dtype=np.float64) if not isinstance(p["color"], str) else None
+        if c is None or c.shape != (3,) or not np.all(np.isfinite(c)) or c.min() < 0 or c.max() > 1:
+            raise ValueError(f"color must be an RGB triple in [0, 1], got {p['color']!r}")
+        p["color"] = tuple(float(v) for v in c)
+        if p["taus"] is not None:
+            t = np.asarray(p["taus"], dtype=np.float64)
+            if t.ndim != 1 or t.size == 0 or not np.all(np.isfinite(t)):
+                raise ValueError(f"taus must be a non-empty list of finite sigmas (px), got {p['taus']!r}")
+            p["taus"] = [float(v) for v in t]
+    return p
+
+
+# --------------------------------------------------------------------------- the shared estimate
+
+
+def as_model(spec):
+    """A :class:`dhde.model.DefocusModel` as is, else :func:`dhde.cli.resolve_model` of the spec
+    (None = shipped model, a model dir, ``caffe:/path/model.caffemodel``)."""
+    from dhde.model import DefocusModel
+
+    return spec if isinstance(spec, DefocusModel) else resolve_model(spec)
+
+
+class LazyModel:
+    """Resolves a model spec on first call only (no model is loaded when every map is cached).
+
+    A failure is remembered and raised again on every later call without retrying.
+    """
+
+    def __init__(self, spec):
+        self._spec, self._model, self._error = spec, None, None
+
+    def __call__(self):
+        if self._error is not None:
+            raise self._error
+        if self._model is None:
+            try:
+                self._model = as_model(self._spec)
+            except Exception as e:
+                self._error = e
+                raise
+        return self._model
+
+
+def load_cached_map(path, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """Reads a ``<stem>_defocus.npy`` and checks it: (H, W) real, finite, >= 0, and of the image's
+    size ``shape`` when given. Returns float32 (H, W), sigma in pixels.
+
+    Raises:
+      ValueError: unreadable file, wrong rank or size, NaN / inf or negative values.
+    """
+    path = Path(path)
+    try:
+        d = np.load(path, allow_pickle=False)
+    except Exception as e:
+        raise ValueError(f"cannot read the cached defocus map {str(path)!r}: {e}") from e
+    if d.dtype == np.bool_ or not (np.issubdtype(d.dtype, np.floating) or np.issubdtype(d.dtype, np.integer)):
+        raise ValueError(f"cached defocus map {str(path)!r} has dtype {d.dtype}, expected float")
+    if d.ndim != 2:
+        raise ValueError(f"cached defocus map {str(path)!r} has shape {d.shape}, expected (H, W)")
+    if shape is not None and tuple(d.shape) != tuple(shape):
+        raise ValueError(
+            f"cached defocus map {str(path)!r} is {d.shape[0]}x{d.shape[1]} but the image is "
+            f"{shape[0]}x{shape[1]}: it belongs to another image; delete it or use another estimate_dir"
+        )
+    d = d.astype(np.float32)
+    if not np.all(np.isfinite(d)):
+        raise ValueError(f"cached defocus map {str(path)!r} contains NaN or infinite values")
+    if d.min() < 0:
+        raise ValueError(f"cached defocus map {str(path)!r} has negative sigma (min {d.min():.4g})")
+    return d
+
+
+def estimate_or_load(stem: str, image: np.ndarray, out_dir, model, opts=None, *, estimate_dir=None,
+                     size_multiple: int = 1) -> tuple[np.ndarray, str]:
+    """The defocus map of one image: reused from an earlier run if present, else estimated.
+
+    Looks for ``<stem>_defocus.npy`` in ``estimate_dir`` then ``out_dir``; a map found there is
+    validated (:func:`load_cached_map`) and returned. Otherwise :func:`dhde.estimate_defocus`
+    runs and the map is saved as ``<stem>_defocus.npy`` into ``estimate_dir`` (created if
+    needed), or ``out_dir`` when no ``estimate_dir`` is given.
+
+    Args:
+      stem: file-name stem of the image.
+      image: float32 (H, W, 3) in [0, 1] (see :func:`dhde.load_image`).
+      out_dir: the run's output folder.
+      model: a DefocusModel, or a zero-argument callable returning one (called only when the
+        map must be estimated, e.g. a :class:`LazyModel`).
+      opts: :class:`dhde.inference.EstimateOptions` (None = defaults).
+      estimate_dir: folder of earlier ``<stem>_defocus.npy`` files (shared between runs).
+      size_multiple: see :func:`dhde.estimate_defocus`.
+
+    Returns:
+      (defocus float32 (H, W) sigma in pixels, source) with source the path of the reused file,
+      or ``"estimated"``.
+    """
+    from dhde.inference import estimate_defocus
+
+    shape = tuple(np.shape(image)[:2])
+    dirs = [Path(d) for d in (estimate_dir, out_dir) if d is not None]
+    for d in dirs:
+        cached = d / f"{stem}_defocus.npy"
+        if cached.is_file():
+            return load_cached_map(cached, shape), str(cached)
+    from dhde.model import DefocusModel
+
+    m = model if isinstance(model, DefocusModel) or model is None else model()
+    res = estimate_defocus(image, m, options=opts, size_multiple=int(size_multiple))
+    defocus = np.asarray(res.defocus, np.float32)
+    target = dirs[0]
+    target.mkdir(parents=True, exist_ok=True)
+    np.save(target / f"{stem}_defocus.npy", defocus)
+    return defocus, "estimated"
+
+
+# --------------------------------------------------------------------------- applications
+
+
+def magnify_outputs(out: Path, stem: str, image, defocus, p: dict) -> dict[str, Path]:
+    """Writes ``<stem>_magnified.png`` (blur x ``p["factor"]``)."""
+    from dhde.applications import magnify_blur
+
+    img = magnify_blur(image, defocus, p["factor"], num_levels=p["num_levels"],
+                       in_focus_sigma=p["in_focus_sigma"])
+    return {"magnified": save_image(out / f"{stem}_magnified.png", np.asarray(img))}
+
+
+def all_in_focus_outputs(out: Path, stem: str, image, defocus, p: dict) -> dict[str, Path]:
+    """Writes ``<stem>_all_in_focus.png`` (spatially varying deconvolution)."""
+    from dhde.applications import all_in_focus
+
+    img = all_in_focus(image, defocus, lam=p["lam"], alpha=p["prior_alpha"],
+                       num_levels=p["num_levels"], reblur=p["reblur"])
+    return {"all_in_focus": save_image(out / f"{stem}_all_in_focus.png", np.asarray(img))}
+
+
+def depth_outputs(out: Path, stem: str, image, defocus, p: dict) -> dict[str, Path]:
+    """Writes ``<stem>_depth16.png`` (16-bit), ``<stem>_depth.ply`` and a colour preview."""
+    from dhde.applications import pseudo_depth, save_depth_png, save_point_cloud_ply
+
+    depth = np.asarray(pseudo_depth(defocus, near_is_sharp=p["near_is_sharp"],
+                                    smooth_sigma=p["smooth_sigma"]))
+    return {
+        "depth16": save_depth_png(out / f"{stem}_depth16.png", depth),
+        "ply": save_point_cloud_ply(out / f"{stem}_depth.ply", image, depth, step=p["ply_step"],
+                                    z_scale=p["z_scale"], binary=p["ply_binary"]),
+        "depth_color": save_image(out / f"{stem}_depth_color.png",
+                                  colorize(depth, 0.0, 1.0, cmap="viridis")),
+    }
+
+
+def segment_outputs(out: Path, stem: str, image, defocus, p: dict) -> dict[str, Path]:
+    """Writes the Eq. 13 mask, its overlay on the image and the tau-sweep figure."""
+    from dhde.applications import overlay_mask, segment_blur, tau_sweep_figure
+
+    mask = np.asarray(segment_blur(defocus, p["alpha"]))
+    over = overlay_mask(image, mask, color=p["color"], alpha=p["overlay_opacity"])
+    taus = p["taus"] if p["taus"] is not None else [float(s) for s in SIGMAS]
+    return {
+        "mask": save_image(out / f"{stem}_mask.png", mask.astype(np.float32)),
+        "overlay": save_image(out / f"{stem}_overlay.png", np.asarray(over)),
+        "tau_sweep": tau_sweep_figure(image, defocus, taus, out / f"{stem}_tau_sweep.png",
+                                      color=p["color"], alpha=p["overlay_opacity"]),
+    }
+
+
+APP_WRITERS: dict[str, Callable] = {
+    "magnify": magnify_outputs,
+    "all_in_focus": all_in_focus_outputs,
+    "depth": depth_outputs,
+    "segment": segment_outputs,
+}
+
+
+def _check_pair(image: np.ndarray, defocus: np.ndarray) -> None:
+    if defocus.shape != image.shape[:2]:
+        raise ValueError(f"defocus map {defocus.shape} and image {image.shape[:2]} differ in size")
+    if not np.all(np.isfinite(defocus)):
+        raise ValueError("defocus map contains NaN or infinite values")
+
+
+def run_app(app: str, cfg: dict, out_dir) -> int:
+    """Runs one application on every input; returns the number of failed images.
+
+    Args:
+      app: one of :data:`APPS`.
+      cfg: dict with ``input`` (None = built-in default input, a file, a folder, or a list),
+        ``model`` (None, a model dir, ``caffe:/path``, or a DefocusModel), ``estimate_dir``,
+        ``size_multiple``, ``options`` (:class:`EstimateOptions` fields) and the app's
+        parameters (:data:`APP_PARAMS`) at the top level.
+      out_dir: output folder (created); ``summary.json`` lists every image, its files or error.
+
+    Raises:
+      ValueError / TypeError: bad app parameters or options (before any image is read).
+    """
+    from dhde.inference import EstimateOptions
+
+    params = app_params(app, cfg)
+    opts = EstimateOptions(**(cfg.get("options") or {}))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model = LazyModel(cfg.get("model"))
+    inputs = list(iter_inputs(cfg.get("input")))
+    summary, failures = {}, 0
+    for stem, src in tqdm(inputs, desc=app, unit="img", disable=len(inputs) < 2):
+        t0 = time.perf_counter()
+        try:
+            image = load_image(src)
+            defocus, source = estimate_or_load(stem, image, out, model, opts,
+                                               estimate_dir=cfg.get("estimate_dir"),
+                                               size_multiple=int(cfg.get("size_multiple", 1)))
+            _check_pair(image, defocus)
+            paths = {"defocus_color": save_image(out / f"{stem}_defocus_color.png", colorize(defocus))}
+            paths.update(APP_WRITERS[app](out, stem, image, defocus, params))
+            summary[stem] = {
+                "source": "built-in" if isinstance(src, np.ndarray) else str(src),
+                "defocus": source, "seconds": round(time.perf_counter() - t0, 3),
+                "files": {k: str(v) for k, v in paths.items()},
+            }
+            print(f"{stem}: {app} done ({'reused ' + source if source != 'estimated' else 'estimated'})")
+        except Exception as e:  # report and go on with the next image
+            failures += 1
+            summary[stem] = {"source": str(src) if not isinstance(src, np.ndarray) else "built-in",
+                             "error": f"{type(e).__name__}: {e}"}
+            print(f"FAILED {stem}: {type(e).__name__}: {e}")
+            if not isinstance(e, (ValueError, TypeError)):
+                traceback.print_exc()
+    (out / "summary.json").write_text(json.dumps({"app": app, "params": params, "images": summary},
+                                                 indent=2, default=str))
+    print(f"{len(inputs) - failures}/{len(inputs)} images done; outputs in {out}")
+    return failures
+
+
+# --------------------------------------------------------------------------- gallery
+
+
+def gallery_input(name: str) -> tuple[str, np.ndarray, np.ndarray | None]:
+    """A gallery input by name: ``"stereo_motorcycle"`` (the built-in rendering, with its true
+    sigma map), a scikit-image data name such as ``"chelsea"``, or an image file.
+    Returns (stem, image float32 (H, W, 3) in [0, 1], true sigma (H, W) or None)."""
+    if name == "stereo_motorcycle":
+        return default_input()
+    p = Path(name)
+    if p.suffix and p.exists():
+        return p.stem, load_image(p), None
+    import skimage.data
+
+    fn = getattr(skimage.data, name, None)
+    if fn is None or not callable(fn):
+        raise ValueError(f"gallery input {name!r} is neither a file nor a skimage.data image")
+    return name, load_image(np.asarray(fn())), None
+
+
+def gallery_panels(image: np.ndarray, defocus: np.ndarray, *, factor: float = 3.0,
+                   alpha: float = 0.3, in_focus_sigma: float = float(SIGMAS[0]),
+                   near_is_sharp: bool = True, aif: dict | None = None) -> dict[str, np.ndarray]:
+    """The six gallery panels of one image (all float32 in [0, 1] or sigma): ``input``,
+    ``defocus`` (H, W) sigma, ``mask`` (H, W) bool, ``magnified``, ``all_in_focus`` (H, W, 3)
+    and ``depth`` (H, W) in [0, 1]."""
+    from dhde.applications import all_in_focus, magnify_blur, pseudo_depth, segment_blur
+
+    _check_pair(image, defocus)
+    return {
+        "input": image,
+        "defocus": defocus,
+        "mask": np.asarray(segment_blur(defocus, alpha)),
+        "magnified": np.asarray(magnify_blur(image, defocus, factor, in_focus_sigma=in_focus_sigma)),
+        "all_in_focus": np.asarray(all_in_focus(image, defocus, **(aif or {}))),
+        "depth": np.asarray(pseudo_depth(defocus, near_is_sharp=near_is_sharp)),
+    }
+
+
+def write_gallery_figure(path, panels: dict[str, np.ndarray], *, title: str | None = None,
+                         width_px: int = 960, factor: float = 3.0, alpha: float = 0.3,
+                         max_bytes: int = 300_000) -> Path:
+    """A 2 x 3 PNG of :func:`gallery_panels`, ``width_px`` wide; re-saved with a 256-colour
+    palette when the RGB file would exceed ``max_bytes``. Returns the path."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from PIL import Image
+
+    h, w = panels["defocus"].shape
+    dpi = 100
+    fig_w = width_px / dpi
+    fig = Figure(figsize=(fig_w, fig_w / 3 * h / w * 2 + 0.7), dpi=dpi, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(2, 3)
+    lo, hi = float(SIGMAS[0]), float(SIGMAS[-1])
+    spec = [
+        ("input", panels["input"], {}),
+        ("defocus map (sigma, px)", panels["defocus"], {"cmap": "magma", "vmin": lo, "vmax": hi}),
+        (f"blur mask (alpha {alpha:g})", panels["mask"], {"cmap": "gray", "vmin": 0, "vmax": 1}),
+        (f"blur magnified x{factor:g}", panels["magnified"], {}),
+        ("all-in-focus", panels["all_in_focus"], {}),
+        ("pseudo-depth (dark = near)", panels["depth"], {"cmap": "viridis", "vmin": 0, "vmax": 1}),
+    ]
+    for ax, (name, arr, kw) in zip(axes.ravel(), spec):
+        im = ax.imshow(np.clip(arr, 0, None) if arr.ndim == 3 else arr, interpolation="antialiased", **kw)
+        ax.set_title(name, fontsize=9)
+        ax.set_axis_off()
+        if name.startswith("defocus"):
+            fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png")
+    if path.stat().st_size > max_bytes:
+        with Image.open(path) as im:
+            im.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
+    return path
+
+
+def run_gallery(cfg: dict, out_dir) -> list[Path]:
+    """Writes one :func:`write_gallery_figure` PNG per gallery input into ``out_dir``.
+
+    Args:
+      cfg: dict with ``inputs`` (names for :func:`gallery_input`), ``model`` (as in
+        :func:`as_model`), ``options`` (EstimateOptions fields), ``size_multiple``,
+        ``estimate_dir`` (None = always estimate; else maps are reused / cached there),
+        ``factor``, ``alpha``, ``width_px``, ``max_bytes`` and ``all_in_focus`` (kwargs).
+      out_dir: e.g. ``docs/gallery``.
+
+    Returns:
+      the paths written (``<out_dir>/<stem>.png``).
+    """
+    from dhde.inference import EstimateOptions, estimate_defocus
+
+    out = Path(out_dir)
+    opts = EstimateOptions(**(cfg.get("options") or {}))
+    model = LazyModel(cfg.get("model"))
+    factor = float(cfg.get("factor", 3.0))
+    alpha = float(cfg.get("alpha", 0.3))
+    written = []
+    for name in cfg.get("inputs") or ["stereo_motorcycle"]:
+        t0 = time.perf_counter()
+        stem, image, truth = gallery_input(str(name))
+        if cfg.get("estimate_dir"):
+            defocus, _ = estimate_or_load(stem, image, cfg["estimate_dir"], model, opts,
+                                          size_multiple=int(cfg.get("size_multiple", 32)))
+        else:
+            defocus = np.asarray(estimate_defocus(image, model(), options=opts,
+                                                  size_multiple=int(cfg.get("size_multiple", 32))).defocus)
+        panels = gallery_panels(image, defocus, factor=factor, alpha=alpha,
+                                aif=dict(cfg.get("all_in_focus") or {}))
+        title = f"{stem}: estimated sigma {defocus.min():.2f}-{defocus.max():.2f} px"
+        if truth is not None:
+            title += f", MAE vs the rendered sigma {np.abs(defocus - truth).mean():.3f} px"
+        path = write_gallery_figure(out / f"{stem}.png", panels, title=title, factor=factor, alpha=alpha,
+                                    width_px=int(cfg.get("width_px", 960)),
+                                    max_bytes=int(cfg.get("max_bytes", 300_000)))
+        print(f"{path} ({path.stat().st_size // 1024} KB, {time.perf_counter() - t0:.1f} s)")
+        written.append(path)
+    return written

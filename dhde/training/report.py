@@ -1,0 +1,195 @@
+"""Table 1 of the paper from a sweep's ``metrics.json`` files: a Markdown table and a bar chart.
+
+Each training run (``dhde.training.loop.train_and_evaluate``) writes a ``metrics.json`` with
+its feature set, encoding and test accuracies (fractions in [0, 1]). These pure functions turn
+a list of them into rows in the paper's order, a Markdown table with the paper's number beside
+ours (both in percent), and a grouped bar chart (matplotlib Agg, no display).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from dhde.features.encoding import parse_feature_set
+from dhde.labels import NUM_LABELS
+
+#: Random guessing among the 11 blur levels, percent (paper: 9.09).
+RANDOM_GUESS = 100.0 / NUM_LABELS
+
+#: The paper's Table 1 (tolerance accuracy, percent), by (feature set, encoding), in its order.
+#: A string is a result the paper reports in words; None: the paper has no such row.
+PAPER_TABLE1: dict[tuple[str, str], float | str | None] = {
+    ("D", "separate"): 38.15,
+    ("G", "separate"): 68.36,
+    ("S", "separate"): 61.76,
+    ("H", "separate"): 71.49,
+    ("C", "separate"): 89.38,
+    ("B", "separate"): 94.16,
+    ("D+S+C", "separate"): 93.25,
+    ("G+S+C", "separate"): 91.10,
+    ("B", "single_scale"): 91.00,
+    ("B", "shared"): "does not converge",
+    ("B", "separate_no_constants"): None,
+}
+
+#: Table columns: (header, metrics.json key); accuracies are shown in percent.
+ACCURACY_COLUMNS = (
+    ("tolerance acc. (%)", "tolerance_accuracy"),
+    ("exact acc. (%)", "exact_accuracy"),
+    ("tol. large (%)", "tolerance_accuracy_large"),
+    ("tol. small (%)", "tolerance_accuracy_small"),
+    ("exact large (%)", "exact_accuracy_large"),
+    ("exact small (%)", "exact_accuracy_small"),
+)
+
+
+def canonical_key(feature_set: str, encoding: str) -> tuple[tuple[str, ...], str]:
+    """(components, encoding): "B" and "D+G+S+C" name the same model."""
+    return parse_feature_set(feature_set), encoding
+
+
+_PAPER_BY_CANON = {canonical_key(*k): v for k, v in PAPER_TABLE1.items()}
+_ORDER = {canonical_key(*k): i for i, k in enumerate(PAPER_TABLE1)}
+
+
+def paper_value(feature_set: str, encoding: str) -> float | str | None:
+    """The paper's Table-1 number (percent) for a model, a phrase, or None if it has no row."""
+    try:
+        return _PAPER_BY_CANON.get(canonical_key(feature_set, encoding))
+    except ValueError:
+        return None
+
+
+def collect_metrics(root: str | Path) -> list[dict]:
+    """Reads every ``metrics.json`` under ``root`` (recursively), sorted by path.
+
+    Each dict gets a ``run`` entry: its folder relative to ``root``. Files that are not JSON
+    objects with ``feature_set``, ``encoding`` and ``tolerance_accuracy`` are skipped with a
+    warning on stdout (a run that is still going or crashed).
+
+    Raises:
+      ValueError: ``root`` is not a directory.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise ValueError(f"not a directory: {root}")
+    out = []
+    for p in sorted(root.rglob("metrics.json")):
+        try:
+            m = json.loads(p.read_text())
+            if not isinstance(m, dict) or not {"feature_set", "encoding", "tolerance_accuracy"} <= m.keys():
+                raise ValueError("missing feature_set / encoding / tolerance_accuracy")
+        except (OSError, ValueError) as e:
+            print(f"skipping {p}: {e}")
+            continue
+        m = dict(m)
+        m["run"] = str(p.parent.relative_to(root)) or "."
+        out.append(m)
+    return out
+
+
+def table_rows(results: Sequence[Mapping]) -> list[dict]:
+    """One row per run, in the paper's row order (unknown models last), accuracies in percent.
+
+    Row keys: ``feature_set``, ``encoding``, ``run``, each metrics key of
+    :data:`ACCURACY_COLUMNS` (percent, NaN when absent), ``paper`` (see :func:`paper_value`).
+    """
+    rows = []
+    for m in results:
+        fs, enc = str(m["feature_set"]), str(m["encoding"])
+        row = {"feature_set": fs, "encoding": enc, "run": str(m.get("run", ""))}
+        for _, key in ACCURACY_COLUMNS:
+            v = m.get(key)
+            row[key] = 100.0 * float(v) if v is not None else math.nan
+        row["paper"] = paper_value(fs, enc)
+        rows.append(row)
+
+    def order(r):
+        try:
+            k = _ORDER.get(canonical_key(r["feature_set"], r["encoding"]), len(_ORDER))
+        except ValueError:
+            k = len(_ORDER)
+        return k, r["feature_set"], r["encoding"], r["run"]
+
+    return sorted(rows, key=order)
+
+
+def _pct(v) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, str):
+        return v
+    return "-" if math.isnan(v) else f"{v:.2f}"
+
+
+def markdown_table(rows: Sequence[Mapping]) -> str:
+    """The rows of :func:`table_rows` as a Markdown table (ours vs the paper, percent)."""
+    head = ["feature set", "encoding", *(h for h, _ in ACCURACY_COLUMNS), "paper (%)", "ours - paper", "run"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        ours, paper = r["tolerance_accuracy"], r["paper"]
+        diff = f"{ours - paper:+.2f}" if isinstance(paper, float) and not math.isnan(ours) else "-"
+        cells = [r["feature_set"], r["encoding"], *(_pct(r[k]) for _, k in ACCURACY_COLUMNS),
+                 _pct(paper), diff, r["run"]]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    lines.append("")
+    lines.append(f"Tolerance accuracy: |sigma_pred - sigma_true| <= 0.15. Random guess: {RANDOM_GUESS:.2f} %. "
+                 "Paper: Park et al., CVPR 2017, Table 1.")
+    return "\n".join(lines) + "\n"
+
+
+def bar_chart(rows: Sequence[Mapping], path: str | Path, title: str = "Table 1: ours vs paper"):
+    """Grouped bars (ours, paper) of the tolerance accuracy per row; writes a PNG at ``path``.
+
+    Rows without a numeric paper value get only our bar; the random-guess level is a dashed line.
+    Returns the written path.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    labels = [f"{r['feature_set']}\n{r['encoding']}" for r in rows]
+    ours = [r["tolerance_accuracy"] for r in rows]
+    paper = [r["paper"] if isinstance(r["paper"], float) else math.nan for r in rows]
+    x = list(range(len(rows)))
+    fig = Figure(figsize=(max(6.0, 0.9 * len(rows) + 2), 4.5))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    w = 0.4
+    ax.bar([i - w / 2 for i in x], ours, w, label="ours")
+    ax.bar([i + w / 2 for i in x], paper, w, label="paper")
+    ax.axhline(RANDOM_GUESS, color="k", ls="--", lw=1, label=f"random guess ({RANDOM_GUESS:.2f} %)")
+    ax.set_xticks(x, labels, fontsize=7)
+    ax.set_ylabel("accuracy within 0.15 sigma (%)")
+    ax.set_ylim(0, 100)
+    for i, r in enumerate(rows):  # the paper's verbal results, e.g. "does not converge"
+        if isinstance(r["paper"], str):
+            ax.text(i + w / 2, 2, r["paper"], rotation=90, ha="center", va="bottom", fontsize=7)
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3, frameon=False)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    return path
+
+
+def write_report(root: str | Path, out_dir: str | Path | None = None) -> tuple[Path, Path, str]:
+    """Gathers ``root``'s metrics and writes ``table1.md`` and ``table1.png`` into ``out_dir``
+    (default ``root``). Returns (markdown path, PNG path, the Markdown text).
+
+    Raises:
+      ValueError: no readable ``metrics.json`` under ``root``.
+    """
+    results = collect_metrics(root)
+    if not results:
+        raise ValueError(f"no metrics.json under {root}")
+    rows = table_rows(results)
+    out = Path(out_dir) if out_dir is not None else Path(root)
+    out.mkdir(parents=True, exist_ok=True)
+    text = markdown_table(rows)
+    md = out / "table1.md"
+    md.write_text(text)
+    return md, bar_chart(rows, out / "table1.png"), text

@@ -1,0 +1,33 @@
+"""Evaluate defocus maps on CUHK (blur detection), RTF and the synthetic scene (sigma MAE).
+
+    python experiments/evaluate.py                                 # every data set found
+    python experiments/evaluate.py 'datasets=[cuhk]' cuhk.root=/data/CUHK
+    python experiments/evaluate.py model=caffe:/path/DHDE_model.caffemodel loader=direct
+
+Writes report.md, precision_recall.png, results.json and panels/<dataset>/*.png into Hydra's
+output directory; dhde is compared with a Laplacian-energy baseline. Logic:
+dhde/evaluation/run.py.
+"""
+
+import os
+
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+
+import hydra  # noqa: E402
+from hydra.core.hydra_config import HydraConfig  # noqa: E402
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
+
+
+@hydra.main(config_path="../conf", config_name="evaluate", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    from dhde.evaluation.report import markdown_table
+    from dhde.evaluation.run import run_evaluation
+
+    out = HydraConfig.get().runtime.output_dir
+    results = run_evaluation(OmegaConf.to_container(cfg, resolve=True), out)
+    print(markdown_table(results))
+    print(f"report: {os.path.join(out, 'report.md')}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,30 @@
+"""Defocus blur magnification (paper 5.4): blur x factor.
+
+    python experiments/magnify.py                              # built-in default input
+    python experiments/magnify.py input=photo.jpg
+    python experiments/magnify.py input=/path/to/folder estimate_dir=outputs/maps
+
+Each image's defocus map is estimated once: a ``<stem>_defocus.npy`` in ``estimate_dir`` (e.g. the
+output folder of experiments/estimate.py) is reused, and a new one is written there. Parameters
+and output files: conf/magnify.yaml and dhde/apps_cli.py. A failed image is reported and skipped.
+"""
+
+import os
+
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+
+import hydra  # noqa: E402
+from hydra.core.hydra_config import HydraConfig  # noqa: E402
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
+
+
+@hydra.main(config_path="../conf", config_name="magnify", version_base="1.3")
+def main(cfg: DictConfig) -> int:
+    from dhde.apps_cli import run_app
+
+    out = HydraConfig.get().runtime.output_dir
+    return run_app("magnify", OmegaConf.to_container(cfg, resolve=True), out)
+
+
+if __name__ == "__main__":
+    main()

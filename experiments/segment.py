@@ -1,0 +1,30 @@
+"""Blurred/sharp segmentation (paper 5.3, Eq. 13): mask, overlay and a tau-sweep figure.
+
+    python experiments/segment.py                              # built-in default input
+    python experiments/segment.py input=photo.jpg
+    python experiments/segment.py input=/path/to/folder estimate_dir=outputs/maps
+
+Each image's defocus map is estimated once: a ``<stem>_defocus.npy`` in ``estimate_dir`` (e.g. the
+output folder of experiments/estimate.py) is reused, and a new one is written there. Parameters
+and output files: conf/segment.yaml and dhde/apps_cli.py. A failed image is reported and skipped.
+"""
+
+import os
+
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+
+import hydra  # noqa: E402
+from hydra.core.hydra_config import HydraConfig  # noqa: E402
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
+
+
+@hydra.main(config_path="../conf", config_name="segment", version_base="1.3")
+def main(cfg: DictConfig) -> int:
+    from dhde.apps_cli import run_app
+
+    out = HydraConfig.get().runtime.output_dir
+    return run_app("segment", OmegaConf.to_container(cfg, resolve=True), out)
+
+
+if __name__ == "__main__":
+    main()

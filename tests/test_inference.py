@@ -1,0 +1,91 @@
+"""The public estimator: shapes, units, jit/no-recompile, batch == loop, errors."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dhde.classify import classify_edges
+from dhde.features.extract import extract_features
+from dhde.inference import EstimateOptions, estimate_core, estimate_defocus, estimate_defocus_batch
+from dhde.labels import SIGMAS
+from dhde.model import ModelConfig, init_model
+
+FAST = dict(preconditioner="jacobi", maxiter=300, chunk=256)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return init_model(ModelConfig(feature_set="B"), jax.random.key(0))
+
+
+def _scene(seed, h=48, w=56):
+    """Random rectangles on a ramp: plenty of edges."""
+    rng = np.random.default_rng(seed)
+    img = np.tile(np.linspace(0.2, 0.8, w, dtype=np.float32), (h, 1))[..., None].repeat(3, -1)
+    for _ in range(6):
+        r, c = rng.integers(0, h - 10), rng.integers(0, w - 10)
+        img[r : r + rng.integers(5, 15), c : c + rng.integers(5, 15)] = rng.random(3)
+    return img
+
+
+def test_classify_matches_feature_batch(model):
+    img = _scene(0)
+    f = extract_features(img, model.config)
+    ok = np.flatnonzero(np.asarray(f.valid))
+    ref = np.asarray(model.probabilities(f.hand[ok], f.cnn[ok]))
+    from dhde.inference import _scale_map_jit, DEFAULT_SIGMA
+
+    scales = _scale_map_jit(jnp.max(jnp.asarray(img), -1), jnp.asarray(EstimateOptions().thresholds), DEFAULT_SIGMA)
+    probs = np.asarray(jax.jit(classify_edges, static_argnums=3)(jnp.asarray(img), scales, model, 64))
+    coords = np.asarray(f.coords[ok])
+    np.testing.assert_allclose(probs[coords[:, 0], coords[:, 1]], ref, atol=1e-5)
+    assert not probs[np.asarray(scales) == 0].any()
+
+
+def test_estimate_shapes_units_and_no_recompile(model):
+    res = estimate_defocus(_scene(1), model, **FAST)
+    h, w = 48, 56
+    assert res.defocus.shape == (h, w) and res.defocus.dtype == jnp.float32
+    assert res.guidance.shape == (h, w, 3) and res.probabilities.shape == (h, w, 11)
+    m = np.asarray(res.mask)
+    assert m.any() and set(np.unique(np.asarray(res.sparse)[m])) <= set(SIGMAS.tolist())
+    d = np.asarray(res.defocus)
+    assert np.isfinite(d).all() and d.min() > 0.3 and d.max() < 2.2  # convex-ish combination of sigmas
+    assert float(res.residual) < 1e-2
+    n = estimate_core._cache_size()
+    estimate_defocus(_scene(2), model, **FAST)  # other content and edge count, same size
+    assert estimate_core._cache_size() == n
+
+
+def test_size_multiple_crops_back(model):
+    res = estimate_defocus(_scene(3, 45, 50), model, size_multiple=16, **FAST)
+    assert res.defocus.shape == (45, 50) and res.guidance.shape == (45, 50, 3)
+
+
+def test_batch_equals_loop(model):
+    imgs = [_scene(4), _scene(5)]
+    b = estimate_defocus_batch(imgs, model, **FAST)
+    for i, im in enumerate(imgs):
+        r = estimate_defocus(im, model, **FAST)
+        np.testing.assert_allclose(np.asarray(b.sparse[i]), np.asarray(r.sparse), atol=1e-6)
+        np.testing.assert_allclose(np.asarray(b.defocus[i]), np.asarray(r.defocus), atol=2e-3)
+
+
+def test_errors(model):
+    with pytest.raises(ValueError, match="no edges"):
+        estimate_defocus(np.full((40, 40, 3), 0.3, np.float32), model, **FAST)
+    with pytest.raises(ValueError, match="at least 27x27"):
+        estimate_defocus(np.zeros((20, 40, 3), np.float32), model, **FAST)
+    bad = _scene(6)
+    bad[3, 3, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        estimate_defocus(bad, model, **FAST)
+    with pytest.raises(TypeError, match="unknown estimate_defocus options"):
+        estimate_defocus(_scene(6), model, gama=0.1)
+    with pytest.raises(ValueError, match="thresholds"):
+        EstimateOptions(thresholds=((0.3, 0.2),))
+    with pytest.raises(TypeError, match="DefocusModel"):
+        estimate_defocus(_scene(6), model={"params": 1})
+    with pytest.raises(ValueError, match="one size"):
+        estimate_defocus_batch([_scene(7), _scene(8, 40, 40)], model, **FAST)

@@ -1,0 +1,423 @@
+"""Training: one step, sharded == single device, kill/resume, bad checkpoints, NaN, metrics,
+optimiser, data order, the TFDS builder and the Hydra configs.
+
+The runs use tiny random splits and the cheapest model that still has every moving part:
+feature set "D" (hand-crafted, so ``hand_features`` runs) with a 16-16 classifier and dropout.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+import pytest
+
+from dhde.labels import NUM_LABELS, SIGMAS
+from dhde.model import DefocusModel, DefocusNet, ModelConfig, init_model
+from dhde.model_io import load_model, save_model
+from dhde.training import loop
+from dhde.training.checkpoints import CheckpointError
+from dhde.training.loop import NonFiniteLossError, batch_indices, hand_features, train_and_evaluate
+from dhde.training.metrics import classification_metrics
+from dhde.training.optim import make_optimizer, make_schedule
+from dhde.training.step import compile_steps, data_mesh, init_state, put_batch, replicated
+
+ROOT = Path(__file__).resolve().parents[1]
+K = 3  # checkpoint every K steps; the full run is 2 K steps
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _split(n: int, seed: int) -> dict:
+    r = np.random.default_rng(seed)
+    return {
+        "patch": r.integers(0, 256, (n, 29, 29, 3), dtype=np.uint8),
+        "scale": np.tile(np.array([1, 2], np.int32), n // 2),
+        "label": r.integers(0, NUM_LABELS, n).astype(np.int32),
+    }
+
+
+def _splits() -> dict:
+    return {"train": _split(48, 0), "validation": _split(16, 1), "test": _split(16, 2)}
+
+
+def _cfg(steps: int = 2 * K, **sections) -> dict:
+    cfg = {
+        "seed": 0,
+        "features": {"set": "D"},
+        "encoding": {"name": "separate"},
+        "model": {"hidden": [16, 16], "dropout": 0.5},
+        "train": {"steps": steps, "batch_size": 8, "eval_every": K, "log_every": 1, "keep_last": 10},
+        # SGD: its update is linear in the gradient, so 8-device and 1-device runs agree to
+        # float rounding (Adam's g / sqrt(v) would amplify rounding of near-zero gradients).
+        # The cosine schedule depends on train.steps: a resumed run must keep the same config.
+        "optimizer": {"name": "sgd", "lr": 0.05, "schedule": "cosine", "warmup": 1,
+                      "momentum": 0.9, "weight_decay": 0.0, "grad_clip": None},
+    }
+    for k, v in sections.items():
+        cfg[k].update(v)
+    return cfg
+
+
+def _flat(tree) -> dict[str, np.ndarray]:
+    return {jax.tree_util.keystr(p): np.asarray(v) for p, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def _ckpt(workdir: Path, step: int) -> dict:
+    with ocp.StandardCheckpointer() as c:
+        return c.restore(Path(workdir) / "checkpoints" / str(step) / "default")
+
+
+def _steps(workdir: Path) -> list[int]:
+    return sorted(int(p.name) for p in (Path(workdir) / "checkpoints").iterdir() if p.name.isdigit())
+
+
+class _Killed(Exception):
+    pass
+
+
+@pytest.fixture(scope="module")
+def splits():
+    return _splits()
+
+
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory, splits):
+    """An uninterrupted 2K-step run on one device."""
+    wd = tmp_path_factory.mktemp("full")
+    train_and_evaluate(_cfg(), wd, splits=splits)
+    return wd
+
+
+@pytest.fixture(scope="module")
+def killed_run(tmp_path_factory, splits):
+    """The same run, killed right after its step-K checkpoint was written (tests copy it)."""
+    wd = tmp_path_factory.mktemp("killed")
+    save = loop.checkpoints.save
+
+    def save_then_die(mgr, step, state, metrics=None):
+        save(mgr, step, state, metrics)
+        raise _Killed(step)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(loop.checkpoints, "save", save_then_die)
+        with pytest.raises(_Killed):
+            train_and_evaluate(_cfg(), wd, splits=splits)
+    assert _steps(wd) == [K]
+    assert not (wd / "metrics.json").exists()
+    return wd
+
+
+# ----------------------------------------------------------------------------- one step
+
+
+def _batch(splits, mcfg, idx):
+    s = splits["train"]
+    hand = hand_features(s, mcfg)[idx]
+    return {"patch": s["patch"][idx], "scale": s["scale"][idx], "label": s["label"][idx],
+            "hand": hand, "weight": np.ones(len(idx), np.float32)}
+
+
+def test_one_step_changes_params_and_counts(splits):
+    mcfg = ModelConfig(feature_set="D", hidden=(16, 16), dropout=0.5)
+    tx = make_optimizer("adamw", 1e-3, 10, schedule="constant")
+    mesh = data_mesh()
+    step_fn, _, _ = compile_steps(mesh, DefocusNet(mcfg), tx)
+    params = init_model(mcfg, jax.random.key(0)).params
+    before = _flat(jax.device_get(params))
+    state = jax.device_put(init_state(params, tx), replicated(mesh))  # as the loop does
+    batch = put_batch(_batch(splits, mcfg, np.arange(8)), mesh)
+    state, m = step_fn(state, batch, jax.random.key(1))
+    assert np.isfinite(float(m["loss"])) and 0.0 <= float(m["accuracy"]) <= 1.0
+    assert int(state.step) == 1
+    after = _flat(jax.device_get(state.params))
+    assert before.keys() == after.keys()
+    for k in before:
+        assert not np.allclose(before[k], after[k]), f"{k} did not change"
+    state, _ = step_fn(state, batch, jax.random.key(1))
+    assert int(state.step) == 2
+    assert step_fn._cache_size() == 1  # no recompilation on the second call
+
+
+def test_sgd_step_matches_hand_written_gradient(splits):
+    """No dropout, plain SGD: params_new == params - lr * grad of a cross-entropy written here."""
+    mcfg = ModelConfig(feature_set="D", hidden=(16, 16), dropout=0.0)
+    net, lr = DefocusNet(mcfg), 0.1
+    tx = make_optimizer("sgd", lr, 10, schedule="constant", momentum=0.0)
+    mesh = data_mesh()
+    step_fn, _, _ = compile_steps(mesh, net, tx)
+    params = init_model(mcfg, jax.random.key(0)).params
+    b = _batch(splits, dataclasses.replace(mcfg, dropout=0.5), np.arange(8))  # same features, cached
+    b["weight"][6:] = 0.0  # padding rows must not count
+
+    def ref_loss(p):
+        logits = net.apply({"params": p}, jnp.asarray(b["hand"]), jnp.zeros((8, 27, 27, 3)))
+        logp = logits - jax.scipy.special.logsumexp(logits, axis=-1, keepdims=True)
+        return -jnp.mean(logp[jnp.arange(6), b["label"][:6]])
+
+    ref_l, g = jax.jit(jax.value_and_grad(ref_loss))(params)
+    expect = _flat(jax.tree_util.tree_map(lambda p, d: p - lr * d, params, g))
+    state, m = step_fn(init_state(params, tx), put_batch(b, mesh), jax.random.key(0))
+    np.testing.assert_allclose(float(m["loss"]), float(ref_l), rtol=1e-5)
+    got = _flat(jax.device_get(state.params))
+    for k in expect:
+        np.testing.assert_allclose(got[k], expect[k], rtol=1e-5, atol=1e-6, err_msg=k)
+
+
+# ----------------------------------------------------------------------------- 8 devices
+
+# Runs with XLA_FLAGS=--xla_force_host_platform_device_count=8: this pytest process already
+# initialised JAX with one CPU device. Dropout masks: both meshes get the same key, and with
+# jax_threefry_partitionable (JAX's default) random bits are a function of the key and of the
+# element's global index only, not of how the array is sharded, so every device draws its
+# slice of exactly the masks the single device draws. The checked flag is reported back.
+_WORKER = r'''
+import json, sys
+import numpy as np
+import jax
+import orbax.checkpoint as ocp
+from pathlib import Path
+from dhde.model import DefocusNet, ModelConfig, init_model
+from dhde.training.loop import hand_features, train_and_evaluate
+from dhde.training.optim import make_optimizer
+from dhde.training.step import compile_steps, data_mesh, init_state, put_batch, replicated
+
+args = json.loads(sys.argv[1])
+z = np.load(args["splits"])
+splits = {s: {k: z[f"{s}/{k}"] for k in ("patch", "scale", "label")} for s in ("train", "validation", "test")}
+out = {"devices": jax.device_count(), "threefry_partitionable": bool(jax.config.jax_threefry_partitionable)}
+flat = lambda t: {jax.tree_util.keystr(p): np.asarray(v) for p, v in jax.tree_util.tree_flatten_with_path(t)[0]}
+
+mcfg = ModelConfig(feature_set="D", hidden=(16, 16), dropout=0.5)
+net = DefocusNet(mcfg)
+tx = make_optimizer("sgd", 0.05, 10, schedule="constant", momentum=0.9)
+params = jax.device_get(init_model(mcfg, jax.random.key(0)).params)  # host copy: steps donate
+s = splits["train"]
+batch = {"patch": s["patch"][:16], "scale": s["scale"][:16], "label": s["label"][:16],
+         "hand": hand_features(s, mcfg)[:16], "weight": np.ones(16, np.float32)}
+
+def stepper(devices):
+    mesh = data_mesh(devices)
+    step, _, _ = compile_steps(mesh, net, tx)
+    b = put_batch(batch, mesh)
+
+    def run(key):
+        state = jax.device_put(init_state(params, tx), replicated(mesh))
+        new, m = step(state, b, key)
+        return flat(jax.device_get(new.params)), float(m["loss"]), len(b["patch"].sharding.device_set)
+    return run
+
+on8, on1 = stepper(jax.devices()), stepper(jax.devices()[:1])
+p8, l8, n8 = on8(jax.random.key(1))
+p1, l1, n1 = on1(jax.random.key(1))
+pk, _, _ = on8(jax.random.key(2))
+out.update(batch_devices=[n8, n1], loss=[l8, l1],
+           diff_same_key=max(float(np.max(np.abs(p8[k] - p1[k]))) for k in p1),
+           diff_other_key=max(float(np.max(np.abs(pk[k] - p1[k]))) for k in p1))
+
+# Resume, on 8 devices, a run killed after its step-K checkpoint written on 1 device.
+train_and_evaluate(args["cfg"], args["workdir"], splits=splits)
+with ocp.StandardCheckpointer() as c:
+    final = c.restore(Path(args["workdir"]) / "checkpoints" / str(args["steps"]) / "default")
+np.savez(args["out"], **flat(final["params"]))
+print("RESULT " + json.dumps(out))
+'''
+
+
+@pytest.fixture(scope="module")
+def eight_devices(tmp_path_factory, splits, killed_run):
+    tmp = tmp_path_factory.mktemp("eight")
+    np.savez(tmp / "splits.npz", **{f"{s}/{k}": v for s, d in splits.items() for k, v in d.items()})
+    wd = tmp / "resumed8"
+    shutil.copytree(killed_run, wd)
+    args = {"splits": str(tmp / "splits.npz"), "cfg": _cfg(), "workdir": str(wd),
+            "steps": 2 * K, "out": str(tmp / "final8.npz")}
+    env = dict(os.environ, JAX_PLATFORMS="cpu",
+               XLA_FLAGS=(os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip())
+    (tmp / "worker.py").write_text(_WORKER)
+    r = subprocess.run([sys.executable, str(tmp / "worker.py"), json.dumps(args)], env=env,
+                       capture_output=True, text=True, timeout=400)
+    assert r.returncode == 0, r.stderr[-4000:]
+    line = [x for x in r.stdout.splitlines() if x.startswith("RESULT ")][-1]
+    res = json.loads(line[len("RESULT "):])
+    res["stdout"] = r.stdout
+    res["final"] = dict(np.load(tmp / "final8.npz"))
+    return res
+
+
+def test_sharded_step_equals_single_device(eight_devices):
+    r = eight_devices
+    assert r["devices"] == 8 and r["batch_devices"] == [8, 1]
+    assert r["threefry_partitionable"], "dropout masks would depend on the sharding"
+    np.testing.assert_allclose(r["loss"][0], r["loss"][1], rtol=1e-5)
+    assert r["diff_same_key"] <= 1e-5
+    assert r["diff_other_key"] > 1e-3  # the comparison is sensitive to the dropout masks
+
+
+def test_resume_on_eight_devices_matches_one_device_run(eight_devices, full_run):
+    assert f"resumed from checkpoint step {K}" in eight_devices["stdout"]
+    ref = _flat(_ckpt(full_run, 2 * K)["params"])
+    got = eight_devices["final"]
+    assert ref.keys() == got.keys()
+    for k in ref:
+        np.testing.assert_allclose(got[k], ref[k], rtol=1e-5, atol=1e-5, err_msg=k)
+
+
+# ----------------------------------------------------------------------------- resume
+
+
+def test_killed_run_resumes_exactly(tmp_path, splits, full_run, killed_run, capsys):
+    wd = tmp_path / "run"
+    shutil.copytree(killed_run, wd)
+    result = train_and_evaluate(_cfg(), wd, splits=splits)
+    assert f"resumed from checkpoint step {K}" in capsys.readouterr().out
+    logged = [json.loads(x)["step"] for x in (wd / "history.jsonl").read_text().splitlines()
+              if "loss" in json.loads(x)]
+    assert logged == list(range(1, 2 * K + 1))  # steps 1..K before the kill, K+1..2K after
+    a, b = _ckpt(wd, 2 * K), _ckpt(full_run, 2 * K)
+    fa, fb = _flat(a), _flat(b)
+    assert fa.keys() == fb.keys()
+    for k in fa:  # params, momentum and step: bit for bit
+        np.testing.assert_array_equal(fa[k], fb[k], err_msg=k)
+    assert result == json.loads((full_run / "metrics.json").read_text())
+
+
+def test_finished_run_is_not_retrained(tmp_path, splits, full_run, capsys):
+    wd = tmp_path / "run"
+    shutil.copytree(full_run, wd)
+    train_and_evaluate(_cfg(), wd, splits=splits)
+    assert f"resumed from checkpoint step {2 * K}" in capsys.readouterr().out
+    assert _steps(wd) == _steps(full_run)
+
+
+# ----------------------------------------------------------------------------- bad state
+
+
+def test_corrupt_checkpoint_raises(tmp_path, splits, killed_run):
+    wd = tmp_path / "run"
+    shutil.copytree(killed_run, wd)
+    files = [p for p in (wd / "checkpoints" / str(K)).rglob("*") if p.is_file() and p.parent.name == "d"]
+    assert files
+    for p in files:
+        p.write_bytes(p.read_bytes()[:7])  # truncated array data
+    with pytest.raises(CheckpointError, match=rf"cannot restore checkpoint step {K} from .*checkpoints.*corrupt"):
+        train_and_evaluate(_cfg(), wd, splits=splits)
+
+
+def test_model_io_errors(tmp_path):
+    mcfg = ModelConfig(feature_set="D", hidden=(4, 4))
+    model = init_model(mcfg, jax.random.key(0))
+    with pytest.raises(ValueError, match="no dhde model"):
+        load_model(tmp_path / "missing")
+    d = save_model(model, tmp_path / "m")
+    back = load_model(d)
+    assert back.config == mcfg
+    for k, v in _flat(model.params).items():
+        np.testing.assert_array_equal(_flat(back.params)[k], v)
+    with pytest.raises(FileExistsError, match="refusing to overwrite"):
+        save_model(DefocusModel(model.params, mcfg), d)
+    (d / "config.json").write_text("{not json")
+    with pytest.raises(ValueError, match="corrupt"):
+        load_model(d)
+
+
+def test_nan_loss_stops_and_keeps_good_checkpoint(tmp_path, splits):
+    cfg = _cfg(steps=5, train={"eval_every": 1},
+               optimizer={"name": "adamw", "lr": 1e30, "schedule": "constant", "warmup": 0})
+    with pytest.raises(NonFiniteLossError, match="last good checkpoint"):
+        train_and_evaluate(cfg, tmp_path, splits=splits)
+    kept = _steps(tmp_path)
+    assert kept and kept[-1] < 5
+    for k, v in _flat(_ckpt(tmp_path, kept[-1])).items():
+        assert np.isfinite(v).all(), k
+    assert not (tmp_path / "metrics.json").exists()
+
+
+# ----------------------------------------------------------------------------- pure parts
+
+
+def test_classification_metrics_vs_loop():
+    r = np.random.default_rng(3)
+    n = 300
+    pred, label, scale = r.integers(0, 11, n), r.integers(0, 11, n), r.integers(1, 3, n)
+    m = classification_metrics(pred, label, scale)
+    counts = {}
+    cm = np.zeros((11, 11), int)
+    for p, t, s in zip(pred, label, scale):
+        for sub in ("all", s):
+            c = counts.setdefault(sub, [0, 0, 0])
+            c[0] += 1
+            c[1] += abs(float(SIGMAS[p]) - float(SIGMAS[t])) <= 0.15 + 1e-6
+            c[2] += p == t
+        cm[t, p] += 1
+    assert m["count"] == n
+    assert m["tolerance_accuracy"] == pytest.approx(counts["all"][1] / n)
+    assert m["exact_accuracy"] == pytest.approx(counts["all"][2] / n)
+    for s, nm in ((1, "large"), (2, "small")):
+        assert m[f"tolerance_accuracy_{nm}"] == pytest.approx(counts[s][1] / counts[s][0])
+        assert m[f"exact_accuracy_{nm}"] == pytest.approx(counts[s][2] / counts[s][0])
+    np.testing.assert_array_equal(m["confusion"], cm)
+    # tolerance 0.15 = one neighbouring level: |p - t| <= 1 exactly
+    assert m["tolerance_accuracy"] == pytest.approx(np.mean(np.abs(pred - label) <= 1))
+    with pytest.raises(ValueError, match="same length"):
+        classification_metrics(pred, label[:-1], scale)
+
+
+def test_batch_indices_order():
+    n, bs = 50, 8
+    per_epoch = n // bs
+    a = [batch_indices(s, n, bs, seed=4) for s in range(3 * per_epoch)]
+    b = [batch_indices(s, n, bs, seed=4) for s in range(3 * per_epoch)]
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x, y)
+    epochs = [np.concatenate(a[e * per_epoch : (e + 1) * per_epoch]) for e in range(3)]
+    for e in epochs:
+        assert len(e) == per_epoch * bs and len(np.unique(e)) == len(e)  # no repeats in an epoch
+        assert e.min() >= 0 and e.max() < n
+    assert not np.array_equal(epochs[0], epochs[1])  # a fresh permutation every epoch
+    assert len(np.unique(np.concatenate([batch_indices(s, n, bs, 4) for s in range(40)]))) == n
+    assert not np.array_equal(batch_indices(0, n, bs, 4), batch_indices(0, n, bs, 5))
+    tiny = batch_indices(7, 5, 8, 0)  # fewer rows than a batch: wraps around
+    assert len(tiny) == 8 and set(tiny.tolist()) == set(range(5))
+
+
+def test_optimizer_inv_schedule_and_coupled_decay():
+    lr, gamma, power = 0.1, 1e-2, 2.0
+    sched = make_schedule("inv", lr, 100, gamma=gamma, power=power)
+    for t in (0, 1, 10, 1000):
+        assert float(sched(t)) == pytest.approx(lr * (1 + gamma * t) ** -power, rel=1e-6)
+    assert float(make_schedule("inv", 1e-4, 10)(1e4)) == pytest.approx(1e-4 * 2.0**-2, rel=1e-6)
+    # Caffe SGD: the weight decay is added to the gradient before the learning rate
+    wd = 0.01
+    tx = make_optimizer("sgd", lr, 100, schedule="inv", momentum=0.0, weight_decay=wd,
+                        gamma=gamma, power=power)
+    p, g = jnp.array([2.0, -1.0]), jnp.array([0.5, 0.25])
+    st = tx.init(p)
+    for t in range(3):
+        upd, st = tx.update(g, st, p)
+        np.testing.assert_allclose(upd, -lr * (1 + gamma * t) ** -power * (g + wd * p), rtol=1e-6)
+        p = optax.apply_updates(p, upd)
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        make_optimizer("rmsprop", 1e-3, 10)
+    with pytest.raises(ValueError, match="unknown schedule"):
+        make_schedule("step", 1e-3, 10)
+
+
+def test_hand_features_padding_does_not_change_rows(splits):
+    mcfg = ModelConfig(feature_set="D")
+    s = {k: v[:40] for k, v in splits["train"].items()}
+    a = hand_features(s, mcfg)  # one chunk of 64, padded
+    b = hand_features(s, mcfg, chunk=16)  # three chunks, the last one padded
+    assert a.shape == (40, mcfg.hand_width)
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
