@@ -22,6 +22,9 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 @hydra.main(config_path="../conf", config_name="estimate", version_base="1.3")
 def main(cfg: DictConfig) -> int:
+    import logging
+
+    logging.getLogger("absl").setLevel(logging.WARNING)  # orbax is chatty at INFO
     from dhde.cli import run_estimate
 
     out = HydraConfig.get().runtime.output_dir
