@@ -29,7 +29,8 @@ def main(cfg: DictConfig) -> int:
 
     out = HydraConfig.get().runtime.output_dir
     failures = run_estimate(OmegaConf.to_container(cfg, resolve=True), out)
-    return failures
+    if failures:  # the other images finished; say so in the exit status
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":
