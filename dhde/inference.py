@@ -153,7 +153,7 @@ def _estimate_impl(image, model: DefocusModel, key, opts: EstimateOptions) -> De
         filtered = jnp.where(mask, sparse, 0.0)
     n = jnp.maximum(jnp.sum(mask), 1)
     x0 = jnp.full(gray.shape, jnp.sum(filtered) / n, jnp.float32)  # mean sparse value
-    x, _, residual = propagation._propagate_impl(
+    x, _, residual = propagation.propagate_arrays(
         filtered, mask, guide, x0, jnp.float32(opts.gamma), jnp.float32(matting._lambda(opts.eps, "code")),
         jnp.float32(opts.tol), maxiter=opts.maxiter, preconditioner=opts.preconditioner, solver="jax_cg",
     )

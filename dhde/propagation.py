@@ -424,7 +424,7 @@ def propagate_arrays(
 
 
 #: Former name of :func:`propagate_arrays` (kept for callers written against it).
-_propagate_impl = propagate_arrays
+
 
 
 # ----------------------------------------------------------------------------- public API
