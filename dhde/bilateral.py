@@ -35,6 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from dhde.rolling_guidance import _check_sigma, _is_concrete  # shared validation
 
 #: Parameters of paper section 5.3 / the authors' code.
 SIGMA_S = 100.0
@@ -43,17 +44,6 @@ SIGMA_C = 1.0
 WINDOW = 27
 #: Relative truncation error the expansion must stay below to be used by method="auto".
 EXPANSION_TOLERANCE = 2.0**-25
-
-
-def _is_concrete(x) -> bool:
-    return not isinstance(x, jax.core.Tracer)
-
-
-def _check_sigma(value, name: str) -> None:
-    if _is_concrete(value):
-        v = np.asarray(value)
-        if v.shape != () or not np.isfinite(v) or not v > 0:
-            raise ValueError(f"{name} must be a positive finite scalar, got {value!r}")
 
 
 def _check_float(x, name: str, ndim: int) -> jax.Array:
