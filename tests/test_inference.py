@@ -89,3 +89,17 @@ def test_errors(model):
         estimate_defocus(_scene(6), model={"params": 1})
     with pytest.raises(ValueError, match="one size"):
         estimate_defocus_batch([_scene(7), _scene(8, 40, 40)], model, **FAST)
+
+
+def test_random_seed_points_fill_flat_regions(model):
+    img = np.full((48, 120, 3), 0.5, np.float32)
+    img[:, :56] = _scene(9)  # structure on the left, a wide flat region on the right
+    r = estimate_defocus(img, model, seeds=16, seed_min_distance=20, **FAST)
+    seeds = np.asarray(r.mask) & (np.asarray(r.scales) == 0)
+    assert 0 < seeds.sum() <= 16
+    er, ec = np.nonzero(np.asarray(r.scales) > 0)
+    for sr, sc in zip(*np.nonzero(seeds)):  # Chebyshev distance to every edge pixel > 20
+        assert np.min(np.maximum(np.abs(er - sr), np.abs(ec - sc))) > 20
+    np.testing.assert_allclose(np.asarray(r.confidence)[seeds], 1 / 11, rtol=1e-6)
+    r0 = estimate_defocus(img, model, **FAST)
+    assert not (np.asarray(r0.mask) & (np.asarray(r0.scales) == 0)).any()
