@@ -19,11 +19,12 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 
 @hydra.main(config_path="../conf", config_name="segment", version_base="1.3")
-def main(cfg: DictConfig) -> int:
+def main(cfg: DictConfig) -> None:
     from dhde.apps_cli import run_app
 
     out = HydraConfig.get().runtime.output_dir
-    return run_app("segment", OmegaConf.to_container(cfg, resolve=True), out)
+    if run_app("segment", OmegaConf.to_container(cfg, resolve=True), out):
+        raise SystemExit(1)  # the other images finished; the exit status says some failed
 
 
 if __name__ == "__main__":
