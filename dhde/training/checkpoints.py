@@ -47,18 +47,13 @@ def save(mgr: ocp.CheckpointManager, step: int, state, metrics: dict | None = No
     mgr.wait_until_finished()
 
 
-def restore_latest(mgr: ocp.CheckpointManager, target_state):
-    """Restores the latest checkpoint into the structure and shardings of ``target_state``.
-
-    Returns the restored state, or None when the directory holds no checkpoint.
+def restore(mgr: ocp.CheckpointManager, step: int, target_state):
+    """Restores checkpoint ``step`` into the structure and shardings of ``target_state``.
 
     Raises:
-      CheckpointError: the checkpoint exists but cannot be read (corrupt, truncated, or saved by
-        a different model configuration).
+      CheckpointError: the checkpoint cannot be read (corrupt, truncated, or saved by a
+        different model configuration).
     """
-    step = mgr.latest_step()
-    if step is None:
-        return None
     abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, target_state)
     try:
         return mgr.restore(step, args=ocp.args.StandardRestore(abstract))
@@ -68,6 +63,12 @@ def restore_latest(mgr: ocp.CheckpointManager, target_state):
             "It is corrupt or was written by a different model configuration; move it away "
             "to start afresh."
         ) from e
+
+
+def restore_latest(mgr: ocp.CheckpointManager, target_state):
+    """:func:`restore` of the latest checkpoint, or None when the directory holds none."""
+    step = mgr.latest_step()
+    return None if step is None else restore(mgr, step, target_state)
 
 
 def best_step(mgr: ocp.CheckpointManager) -> int | None:

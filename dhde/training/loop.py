@@ -267,8 +267,7 @@ def train_and_evaluate(cfg, workdir: str | Path, splits: dict | None = None) -> 
 
     best = checkpoints.best_step(mgr) or mgr.latest_step()
     if best is not None and best != int(state.step):
-        state = mgr.restore(best, args=checkpoints.ocp.args.StandardRestore(
-            jax.tree_util.tree_map(checkpoints.ocp.utils.to_shape_dtype_struct, state)))
+        state = checkpoints.restore(mgr, best, state)
     pred, _ = predict_split(eval_fn, state.params, splits["test"], hands["test"], mesh, batch_size)
     test = classification_metrics(pred, splits["test"]["label"], splits["test"]["scale"])
     confusion_png(test["confusion"], workdir / "confusion.png",
