@@ -23,6 +23,7 @@ from dhde.bilateral import probability_joint_bilateral_filter
 from dhde.sparse_map import add_seed_points, random_seed_points, sparse_defocus_map
 from dhde.matting import assemble_matting_laplacian, laplacian_apply, matting_laplacian_coefficients
 from dhde.propagation import PropagationResult, propagate
+from dhde.weighted_median import joint_weighted_median
 from dhde.inference import (
     DefocusResult,
     EstimateOptions,

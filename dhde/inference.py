@@ -8,6 +8,7 @@
     rolling guidance filter -> I_G                               (4.2, dhde.rolling_guidance)
     probability-joint bilateral filter -> I_B                    (4.2 Eq. 6, dhde.bilateral)
     matting Laplacian + multigrid-preconditioned CG -> I_F       (4.3, dhde.matting/propagation)
+    optional joint weighted median post-filter (authors' code)  (dhde.weighted_median)
 
 A second image of the same size compiles nothing, whatever its edge count. With
 ``size_multiple > 1`` images are replicate-padded up to a multiple of it (and the results
@@ -25,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dhde import bilateral, matting, propagation, rolling_guidance, sparse_map
+from dhde import bilateral, matting, propagation, rolling_guidance, sparse_map, weighted_median
 from dhde.classify import classify_edges
 from dhde.edges import DEFAULT_SIGMA, ESTIMATION_THRESHOLDS, _scale_map_jit
 from dhde.features.pipeline import scale_features
@@ -52,6 +53,9 @@ class EstimateOptions:
       preconditioner: "multigrid" (default), "jacobi" or "none".
       seeds: number of random seed points in large edge-free regions (0 = off, paper default).
       seed_min_distance: a seed is at least this far (pixels, Chebyshev) from every edge pixel.
+      median_iterations: passes of the joint weighted median post-filter on the full map
+        (authors' code: 3; the paper has none, so 0 = off is the default).
+      median_radius, median_sigma_r: its window radius and range sigma on I_G (code: 5, 0.25).
     """
 
     thresholds: tuple[tuple[float, float], ...] = ESTIMATION_THRESHOLDS
@@ -73,6 +77,9 @@ class EstimateOptions:
     preconditioner: str = "multigrid"
     seeds: int = 0
     seed_min_distance: int = 27
+    median_iterations: int = 0
+    median_radius: int = 5
+    median_sigma_r: float = 0.25
 
     def __post_init__(self):
         object.__setattr__(self, "thresholds", tuple(tuple(float(v) for v in p) for p in self.thresholds))
@@ -83,7 +90,8 @@ class EstimateOptions:
             raise ValueError(f"range_channels must be 'rgb' or 'first', got {self.range_channels!r}")
         if self.preconditioner not in propagation.PRECONDITIONERS:
             raise ValueError(f"preconditioner must be one of {propagation.PRECONDITIONERS}")
-        for name in ("rgf_sigma_s", "rgf_sigma_r", "bf_sigma_s", "bf_sigma_r", "bf_sigma_c", "gamma", "eps", "tol"):
+        for name in ("rgf_sigma_s", "rgf_sigma_r", "bf_sigma_s", "bf_sigma_r", "bf_sigma_c", "gamma", "eps", "tol",
+                     "median_sigma_r"):
             v = getattr(self, name)
             if not (np.isfinite(v) and v > 0):
                 raise ValueError(f"{name} must be a positive finite number, got {v!r}")
@@ -94,6 +102,8 @@ class EstimateOptions:
             raise ValueError(f"bf_window must be odd, got {self.bf_window}")
         if self.seeds < 0 or self.seed_min_distance < 0:
             raise ValueError("seeds and seed_min_distance must be >= 0")
+        if self.median_iterations < 0 or self.median_radius < 1:
+            raise ValueError("median_iterations must be >= 0 and median_radius >= 1")
 
 
 class DefocusResult(NamedTuple):
@@ -157,6 +167,12 @@ def _estimate_impl(image, model: DefocusModel, key, opts: EstimateOptions) -> De
         filtered, mask, guide, x0, jnp.float32(opts.gamma), jnp.float32(matting._lambda(opts.eps, "code")),
         jnp.float32(opts.tol), maxiter=opts.maxiter, preconditioner=opts.preconditioner, solver="jax_cg",
     )
+    if opts.median_iterations:
+        x = weighted_median._weighted_median(
+            x, guide, jnp.float32(opts.median_sigma_r), radius=opts.median_radius,
+            iterations=opts.median_iterations, steps=weighted_median.STEPS,
+            band=min(weighted_median.BAND, x.shape[0]),
+        )
     return DefocusResult(x, sparse, conf, filtered, mask, scales, guide, probs, residual)
 
 

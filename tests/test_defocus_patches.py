@@ -24,7 +24,7 @@ MAX_PER_SCALE = 5
 
 def _read(source) -> dict[str, np.ndarray]:
     exs = source.__getitems__(list(range(len(source))))
-    keys = ("patch", "scale", "label", "sigma", "row", "col", "source")
+    keys = ("patch", "scale", "label", "sigma", "row", "col", "source", "image")
     out = {k: np.stack([np.asarray(e[k]) for e in exs]) for k in keys}
     out["source"] = np.array([s.decode() if isinstance(s, bytes) else str(s) for s in out["source"]])
     return out
@@ -40,10 +40,52 @@ def built(tmp_path_factory):
         k = next(k for k in range(100) if split_of(f"{split}{k}.png") == split)
         files[split] = f"{split}{k}.png"
         save_image(root / files[split], load_image(getattr(skimage.data, name)())[100:164, 140:204])
-    cfg = make_config(source=f"folder:{root}", max_per_scale=MAX_PER_SCALE, max_images=1)
+    cfg = make_config(source=f"folder:{root}", max_per_scale=MAX_PER_SCALE, max_images=1, downscale=1)
     a = build(cfg, data_dir=str(tmp_path_factory.mktemp("tfds_a")))
     b = build(cfg, data_dir=str(tmp_path_factory.mktemp("tfds_b")))
     return root, files, {s: _read(a[s]) for s in SPLITS}, {s: _read(b[s]) for s in SPLITS}
+
+
+def test_downscaled_phases_match_block_mean_then_scipy_blur(built, tmp_path):
+    import skimage.transform
+
+    root, files, _, _ = built
+    cfg = make_config(source=f"folder:{root}", max_per_scale=MAX_PER_SCALE, max_images=1, downscale=2)
+    d = _read(build(cfg, data_dir=str(tmp_path))["train"])
+    assert set(d["source"]) == {files["train"]}  # the split unit stays the photograph
+    images = np.array([s.decode() if isinstance(s, bytes) else str(s) for s in d["image"]])
+    assert set(images) == {f"{files['train']}@2x{dy}{dx}" for dy in range(2) for dx in range(2)}
+    img = np.asarray(Image.open(root / files["train"]).convert("RGB"), np.float64) / 255.0
+    for i in range(0, len(d["label"]), 5):
+        dy, dx = int(images[i][-2]), int(images[i][-1])
+        sub = img[dy:, dx:]
+        sub = sub[: sub.shape[0] // 2 * 2, : sub.shape[1] // 2 * 2]
+        small = skimage.transform.downscale_local_mean(sub, (2, 2, 1))
+        h, w = small.shape[:2]
+        r, c, sigma = int(d["row"][i]), int(d["col"][i]), float(SIGMAS[d["label"][i]])
+        blur = scipy.ndimage.gaussian_filter(small, (sigma, sigma, 0), mode="nearest",
+                                             truncate=BLUR_RADIUS / sigma)
+        ref = np.clip(np.round(blur * 255.0), 0, 255)
+        rows = np.clip(np.arange(r - 14, r + 15), 0, h - 1)
+        cols = np.clip(np.arange(c - 14, c + 15), 0, w - 1)
+        assert np.abs(ref[np.ix_(rows, cols)] - d["patch"][i]).max() <= 1, i
+
+
+def test_area_downscale_matches_skimage_and_validates():
+    import skimage.transform
+
+    from dhde.data.sources import area_downscale
+
+    x = np.random.default_rng(0).random((11, 13, 3)).astype(np.float32)
+    for k, ph in [(1, (0, 0)), (2, (1, 0)), (3, (2, 1))]:
+        sub = x[ph[0]:, ph[1]:]
+        sub = sub[: sub.shape[0] // k * k, : sub.shape[1] // k * k]
+        np.testing.assert_allclose(area_downscale(x, k, ph), skimage.transform.downscale_local_mean(sub, (k, k, 1)),
+                                   atol=1e-6)
+    with pytest.raises(ValueError, match="factor"):
+        area_downscale(x, 0)
+    with pytest.raises(ValueError, match="phase"):
+        area_downscale(x, 2, (2, 0))
 
 
 def test_splits_are_disjoint_by_source_image(built):
@@ -110,3 +152,24 @@ def test_source_split_rules():
     assert 0.7 < frac["train"] < 0.9 and frac["validation"] > 0.03 and frac["test"] > 0.03
     assert make_config(max_per_scale=5).name != make_config(max_per_scale=6).name
     assert make_config(seed=1).name != make_config(seed=2).name
+    assert make_config(downscale=1).name != make_config(downscale=2).name
+    assert make_config(phases=False).name != make_config(phases=True).name
+    with pytest.raises(ValueError, match="downscale"):
+        make_config(downscale=0)
+
+
+def test_in_memory_shuffle_raises_the_tfds_buffer_without_tensorflow(monkeypatch):
+    import importlib.util
+
+    from tensorflow_datasets.core import shuffle
+
+    from dhde.data.tfds_compat import in_memory_shuffle
+
+    old = shuffle.MAX_MEM_BUFFER_SIZE
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
+    with in_memory_shuffle():
+        assert shuffle.MAX_MEM_BUFFER_SIZE >= old
+    assert shuffle.MAX_MEM_BUFFER_SIZE == old
+    with pytest.raises(MemoryError, match="install tensorflow"):
+        with in_memory_shuffle():
+            raise ModuleNotFoundError("No module named 'tensorflow'", name="tensorflow")

@@ -103,3 +103,16 @@ def test_random_seed_points_fill_flat_regions(model):
     np.testing.assert_allclose(np.asarray(r.confidence)[seeds], 1 / 11, rtol=1e-6)
     r0 = estimate_defocus(img, model, **FAST)
     assert not (np.asarray(r0.mask) & (np.asarray(r0.scales) == 0)).any()
+
+
+def test_weighted_median_option_post_filters_the_propagated_map(model):
+    from dhde.weighted_median import joint_weighted_median
+
+    img = _scene(3)
+    plain = estimate_defocus(img, model, **FAST)
+    med = estimate_defocus(img, model, **FAST, median_iterations=2, median_radius=3, median_sigma_r=0.2)
+    ref = joint_weighted_median(plain.defocus, plain.guidance, 3, 0.2, 2)
+    np.testing.assert_allclose(np.asarray(med.defocus), np.asarray(ref), atol=1e-5)
+    np.testing.assert_array_equal(np.asarray(med.sparse), np.asarray(plain.sparse))
+    with pytest.raises(ValueError, match="median"):
+        EstimateOptions(median_iterations=-1)
