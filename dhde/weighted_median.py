@@ -32,7 +32,7 @@ from dhde.rolling_guidance import _check_image, _check_sigma
 RADIUS = 5
 SIGMA_R = 0.25
 ITERATIONS = 3
-STEPS = 14
+STEPS = 10
 BAND = 64
 
 
@@ -45,28 +45,30 @@ def _band_median(xp, vp, gp, row0, lo0, hi0, *, radius, band, width, sigma_r, st
     gc = gs[radius : radius + band, radius : radius + width]
     inv = -0.5 / (sigma_r * sigma_r)
     offs = [(dy, dx) for dy in range(size) for dx in range(size)]
-    vals = jnp.stack([xs[dy : dy + band, dx : dx + width] for dy, dx in offs])  # (K, band, W)
+    # Window on the LAST axis: XLA's CPU reductions over a minor axis are ~6x faster.
+    vals = jnp.stack([xs[dy : dy + band, dx : dx + width] for dy, dx in offs], axis=-1)  # (band, W, K)
     wts = jnp.stack(
         [
             jnp.exp(inv * jnp.sum((gs[dy : dy + band, dx : dx + width] - gc) ** 2, axis=-1))
             * vs[dy : dy + band, dx : dx + width]
             for dy, dx in offs
-        ]
+        ],
+        axis=-1,
     )
-    half = 0.5 * jnp.sum(wts, axis=0)
+    half = 0.5 * jnp.sum(wts, axis=-1)
 
     def body(_, lohi):
         lo, hi = lohi
         mid = 0.5 * (lo + hi)
-        below = jnp.sum(jnp.where(vals <= mid[None], wts, 0.0), axis=0)
+        below = jnp.sum(jnp.where(vals <= mid[..., None], wts, 0.0), axis=-1)
         ok = below >= half
         return jnp.where(ok, lo, mid), jnp.where(ok, mid, hi)
 
     lo = jnp.full((band, width), lo0, jnp.float32)
     hi = jnp.full((band, width), hi0, jnp.float32)
     lo, hi = lax.fori_loop(0, steps, body, (lo, hi))
-    above = jnp.where((vals > lo[None]) & (wts > 0), vals, jnp.inf)
-    return jnp.min(above, axis=0)
+    above = jnp.where((vals > lo[..., None]) & (wts > 0), vals, jnp.inf)
+    return jnp.min(above, axis=-1)
 
 
 @partial(jax.jit, static_argnames=("radius", "iterations", "steps", "band"))
