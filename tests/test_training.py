@@ -421,3 +421,17 @@ def test_hand_features_padding_does_not_change_rows(splits):
     b = hand_features(s, mcfg, chunk=16)  # three chunks, the last one padded
     assert a.shape == (40, mcfg.hand_width)
     np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_best_step_is_the_highest_validation_accuracy(tmp_path):
+    from dhde.training import checkpoints
+
+    mgr = checkpoints.manager(tmp_path / "ckpt", keep_last=1)
+    state = {"w": np.zeros(3, np.float32)}
+    for step, acc in [(1, 0.5), (2, 0.9), (3, 0.7), (4, 0.6)]:
+        checkpoints.save(mgr, step, state, {"val_tolerance_accuracy": acc})
+    assert checkpoints.best_step(mgr) == 2  # not the latest (4)
+    assert set(mgr.all_steps()) == {2, 4}  # the best and the last are kept
+    assert checkpoints.best_step(checkpoints.manager(tmp_path / "ckpt", keep_last=1)) == 2  # after a restart
+    empty = checkpoints.manager(tmp_path / "none")
+    assert checkpoints.best_step(empty) is None

@@ -1,9 +1,9 @@
 """TFDS builder of the synthetic training set (paper 5.1): sharp edge patches, blurred 11 ways.
 
-Every source photograph is first box-downscaled by ``downscale`` (default 2, all
+Every source photograph is first box-downscaled by ``downscale`` (default 3, all
 ``downscale**2`` sampling phases, see ``dhde.data.sources.area_downscale``) so that the "sharp"
-patches really are sharp: at native resolution the bundled photographs carry sigma ~0.5-0.7 of
-blur of their own, which shifts every label by about one class. For every such sharp image:
+patches really are sharp: at native resolution the bundled photographs carry sigma ~0.5-0.8 of
+blur of their own, which shifts labels by one class or more. For every such sharp image:
 the scale map with the *training* thresholds (twice the
 estimation ones) picks strong-edge pixels (scale 2, small patches) and weak-edge pixels (scale 1,
 large patches); both scales are balanced by random subsampling to the smaller count (at most
@@ -59,11 +59,11 @@ class DefocusPatchesConfig(tfds.core.BuilderConfig):
     """
 
     source: str = "skimage"
-    max_per_scale: int = 500
+    max_per_scale: int = 300
     max_images: int | None = None
     seed: int = 0
     source_data_dir: str | None = None
-    downscale: int = 2
+    downscale: int = 3
     phases: bool = True
 
 
@@ -128,10 +128,10 @@ class DefocusPatches(InPackageBuilderMixin, tfds.core.GeneratorBasedBuilder):
     VERSION = tfds.core.Version("1.1.0")
     RELEASE_NOTES = {
         "1.0.0": "First release.",
-        "1.1.0": "Sources box-downscaled 2x (all four phases); chelsea left out (not sharp).",
+        "1.1.0": "Sources box-downscaled 3x (all nine phases); blurry sources left out.",
     }
     BUILDER_CONFIGS = [
-        DefocusPatchesConfig(name="default", description="scikit-image photographs, 2x, 500/scale/phase"),
+        DefocusPatchesConfig(name="default", description="scikit-image photographs, 3x, 300/scale/phase"),
         DefocusPatchesConfig(name="tiny", description="smoke tests", max_per_scale=20, max_images=2),
     ]
     DEFAULT_CONFIG_NAME = "default"
@@ -181,11 +181,11 @@ class DefocusPatches(InPackageBuilderMixin, tfds.core.GeneratorBasedBuilder):
 
 def make_config(
     source: str = "skimage",
-    max_per_scale: int = 500,
+    max_per_scale: int = 300,
     max_images: int | None = None,
     seed: int = 0,
     source_data_dir: str | None = None,
-    downscale: int = 2,
+    downscale: int = 3,
     phases: bool = True,
 ) -> DefocusPatchesConfig:
     """A config whose name encodes its settings, so different settings never share files."""

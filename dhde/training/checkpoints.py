@@ -33,6 +33,8 @@ def manager(directory: str | Path, keep_last: int = 3, async_save: bool = False)
     )
     options = ocp.CheckpointManagerOptions(
         preservation_policy=policy, create=True, enable_async_checkpointing=async_save,
+        # best_fn also makes orbax write each step's metrics to disk, so "best" survives a resume.
+        best_fn=lambda m: m["val_tolerance_accuracy"], best_mode="max",
     )
     return ocp.CheckpointManager(Path(directory).absolute(), options=options)
 
@@ -72,5 +74,19 @@ def restore_latest(mgr: ocp.CheckpointManager, target_state):
 
 
 def best_step(mgr: ocp.CheckpointManager) -> int | None:
-    """Step of the best checkpoint by validation accuracy (None if none has metrics)."""
-    return mgr.best_step()
+    """Step of the best checkpoint by validation accuracy (None if none has metrics).
+
+    Ties go to the later step. (Orbax's own ``best_step`` only knows a best when the manager
+    was made with ``best_fn``; with a preservation policy it silently returns the latest.)
+    """
+    best = None
+    for step in mgr.all_steps():
+        try:
+            m = mgr.metrics(step)
+        except Exception:  # a step saved without metrics
+            m = None
+        if not m or "val_tolerance_accuracy" not in m:
+            continue
+        key = (float(m["val_tolerance_accuracy"]), int(step))
+        best = key if best is None or key > best else best
+    return None if best is None else best[1]

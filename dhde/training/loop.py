@@ -150,11 +150,11 @@ def load_splits(cfg):
     d = _get(cfg, "data", {}) or {}
     dcfg = make_config(
         source=str(d.get("source", "skimage")),
-        max_per_scale=int(d.get("max_per_scale", 500)),
+        max_per_scale=int(d.get("max_per_scale", 300)),
         max_images=d.get("max_images"),
         seed=int(d.get("seed", 0)),
         source_data_dir=d.get("source_data_dir"),
-        downscale=int(d.get("downscale", 2)),
+        downscale=int(d.get("downscale", 3)),
         phases=bool(d.get("phases", True)),
     )
     sources = build_locked(dcfg, d.get("data_dir"))
