@@ -63,6 +63,7 @@ def model_config(cfg) -> ModelConfig:
         small_padding=str(m.get("small_padding", "replicate")),
         hidden=tuple(m.get("hidden", (300, 150))),
         dropout=float(m.get("dropout", 0.5)),
+        hand_scale=float(m.get("hand_scale", 1.0)),
     )
 
 
