@@ -170,8 +170,7 @@ def _estimate_impl(image, model: DefocusModel, key, opts: EstimateOptions) -> De
     if opts.median_iterations:
         x = weighted_median._weighted_median(
             x, guide, jnp.float32(opts.median_sigma_r), radius=opts.median_radius,
-            iterations=opts.median_iterations, steps=weighted_median.STEPS,
-            band=min(weighted_median.BAND, x.shape[0]),
+            iterations=opts.median_iterations, steps=weighted_median.STEPS, band=weighted_median.BAND,
         )
     return DefocusResult(x, sparse, conf, filtered, mask, scales, guide, probs, residual)
 

@@ -74,6 +74,7 @@ def _band_median(xp, vp, gp, row0, lo0, hi0, *, radius, band, width, sigma_r, st
 @partial(jax.jit, static_argnames=("radius", "iterations", "steps", "band"))
 def _weighted_median(x, guide, sigma_r, *, radius, iterations, steps, band):
     h, w = x.shape
+    band = min(band, h)
     nb = -(-h // band)
     hp = nb * band
     # Rows past the image are padded invalid; everything outside the image has weight 0.
@@ -111,7 +112,7 @@ def joint_weighted_median(
       sigma_r: range sigma of the guidance weights, in guidance units; authors' code: 0.25.
       iterations: number of passes (0 returns ``x``); authors' code: 3.
       steps: bisection rounds; the result is exact up to (max x - min x) / 2**steps.
-      band: rows processed together (memory ~ band * W * (2 radius + 1)^2 * 8 bytes).
+      band: rows processed together, at most H (memory ~ band * W * (2 radius + 1)^2 * 8 bytes).
     Returns:
       float32 (H, W); every value is a value of ``x`` from the pixel's window.
     """
@@ -132,6 +133,5 @@ def joint_weighted_median(
             raise ValueError(f"{name} must be an int >= {least}, got {v!r}")
     if iterations == 0 or radius == 0:
         return xf
-    band = int(min(band, xf.shape[0]))
     return _weighted_median(xf, g, jnp.float32(sigma_r), radius=int(radius), iterations=int(iterations),
-                            steps=int(steps), band=band)
+                            steps=int(steps), band=int(band))

@@ -19,6 +19,10 @@ class CheckpointError(ValueError):
     """A checkpoint is missing, corrupt or does not match the model."""
 
 
+def _metric(metrics: dict) -> float:
+    return metrics["val_tolerance_accuracy"]
+
+
 def manager(directory: str | Path, keep_last: int = 3, async_save: bool = False) -> ocp.CheckpointManager:
     """A CheckpointManager that preserves the last ``keep_last`` steps and the best one.
 
@@ -27,14 +31,14 @@ def manager(directory: str | Path, keep_last: int = 3, async_save: bool = False)
     policy = cm.AnyPreservationPolicy(
         [
             cm.LatestN(n=keep_last),
-            cm.BestN(get_metric_fn=lambda m: m["val_tolerance_accuracy"], n=1,
-                     keep_checkpoints_without_metrics=False),
+            cm.BestN(get_metric_fn=_metric, n=1, keep_checkpoints_without_metrics=False),
         ]
     )
     options = ocp.CheckpointManagerOptions(
         preservation_policy=policy, create=True, enable_async_checkpointing=async_save,
-        # best_fn also makes orbax write each step's metrics to disk, so "best" survives a resume.
-        best_fn=lambda m: m["val_tolerance_accuracy"], best_mode="max",
+        # best_fn makes orbax write each step's metrics to disk and track the best, so
+        # ``best_step`` is right and survives a resume (without it orbax returns the latest).
+        best_fn=_metric, best_mode="max",
     )
     return ocp.CheckpointManager(Path(directory).absolute(), options=options)
 
@@ -74,19 +78,5 @@ def restore_latest(mgr: ocp.CheckpointManager, target_state):
 
 
 def best_step(mgr: ocp.CheckpointManager) -> int | None:
-    """Step of the best checkpoint by validation accuracy (None if none has metrics).
-
-    Ties go to the later step. (Orbax's own ``best_step`` only knows a best when the manager
-    was made with ``best_fn``; with a preservation policy it silently returns the latest.)
-    """
-    best = None
-    for step in mgr.all_steps():
-        try:
-            m = mgr.metrics(step)
-        except Exception:  # a step saved without metrics
-            m = None
-        if not m or "val_tolerance_accuracy" not in m:
-            continue
-        key = (float(m["val_tolerance_accuracy"]), int(step))
-        best = key if best is None or key > best else best
-    return None if best is None else best[1]
+    """Step of the best checkpoint by validation accuracy (None if none has metrics)."""
+    return mgr.best_step()

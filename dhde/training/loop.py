@@ -149,15 +149,8 @@ def load_splits(cfg):
     from dhde.data.defocus_patches import build_locked, load_arrays, make_config
 
     d = _get(cfg, "data", {}) or {}
-    dcfg = make_config(
-        source=str(d.get("source", "skimage")),
-        max_per_scale=int(d.get("max_per_scale", 300)),
-        max_images=d.get("max_images"),
-        seed=int(d.get("seed", 0)),
-        source_data_dir=d.get("source_data_dir"),
-        downscale=int(d.get("downscale", 3)),
-        phases=bool(d.get("phases", True)),
-    )
+    keys = ("source", "max_per_scale", "max_images", "seed", "source_data_dir", "downscale", "phases")
+    dcfg = make_config(**{k: d[k] for k in keys if k in d})  # absent keys: make_config's defaults
     sources = build_locked(dcfg, d.get("data_dir"))
     out = {}
     for split in ("train", "validation", "test"):
