@@ -186,3 +186,19 @@ def test_stereo_motorcycle_scene_small():
     np.testing.assert_allclose(sigma + sigma_far, 2.5, rtol=1e-5)
     with pytest.raises(ValueError, match="downscale"):
         S.stereo_motorcycle_scene(downscale=0)
+
+
+def test_stereo_motorcycle_scene_noise():
+    clean, sigma = S.stereo_motorcycle_scene(downscale=8)
+    noisy, sigma2 = S.stereo_motorcycle_scene(downscale=8, noise=2.0, seed=3)
+    np.testing.assert_array_equal(sigma, sigma2)
+    res = (noisy - clean) * 255.0
+    inside = (clean > 0.05) & (clean < 0.95)  # away from clipping
+    assert abs(res[inside].mean()) < 0.1
+    assert res[inside].std() == pytest.approx(2.0, rel=0.05)
+    again, _ = S.stereo_motorcycle_scene(downscale=8, noise=2.0, seed=3)
+    np.testing.assert_array_equal(noisy, again)  # seeded
+    assert noisy.dtype == np.float32 and 0.0 <= noisy.min() and noisy.max() <= 1.0
+    for bad in (-1.0, float("inf")):
+        with pytest.raises(ValueError, match="noise"):
+            S.stereo_motorcycle_scene(downscale=8, noise=bad)

@@ -189,12 +189,13 @@ def load_rtf(root: PathLike) -> Iterator[dict]:
 
 
 def load_stereo_motorcycle(focus: str = "near", sigma_range=(0.5, 2.0), downscale: int = 1,
-                           clip_percentile: float = 0.0) -> Iterator[dict]:
+                           clip_percentile: float = 0.0, noise: float = 0.0) -> Iterator[dict]:
     """Yields the one rendered ``stereo_motorcycle`` scene (see
     :func:`dhde.evaluation.synthetic.stereo_motorcycle_scene`) as
     ``{"image", "sigma_map", "name": "stereo_motorcycle_<focus>"}``."""
     image, sigma = synthetic.stereo_motorcycle_scene(
-        focus=focus, sigma_range=sigma_range, downscale=downscale, clip_percentile=clip_percentile
+        focus=focus, sigma_range=sigma_range, downscale=downscale, clip_percentile=clip_percentile,
+        noise=noise,
     )
     yield {"image": image, "sigma_map": sigma, "name": f"stereo_motorcycle_{focus}"}
 
@@ -301,6 +302,7 @@ class StereoMotorcycleConfig(tfds.core.BuilderConfig):
     sigma_max: float = 2.0
     downscale: int = 1
     clip_percentile: float = 0.0
+    noise: float = 0.0  # Gaussian noise std, grey levels of 255
 
 
 class StereoMotorcycleDefocus(_InPlaceBuilder):
@@ -336,7 +338,7 @@ class StereoMotorcycleDefocus(_InPlaceBuilder):
     def _generate_examples(self):
         c = self.builder_config
         for ex in load_stereo_motorcycle(c.focus, (c.sigma_min, c.sigma_max), c.downscale,
-                                         c.clip_percentile):
+                                         c.clip_percentile, c.noise):
             yield ex["name"], ex
 
 

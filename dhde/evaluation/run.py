@@ -48,7 +48,7 @@ def default_root(name: str) -> Path | None:
 
 
 def load_examples(name: str, *, root=None, loader: str = "tfds", data_dir=None, pattern: str | None = None,
-                  focus: str = "near", downscale: int = 1, sigma_range=(0.5, 2.0),
+                  focus: str = "near", downscale: int = 1, sigma_range=(0.5, 2.0), noise: float = 0.0,
                   limit: int | None = None) -> Iterator[dict]:
     """Examples of one data set as the direct loaders' dicts (``image`` float32 (H, W, 3) in
     [0, 1], ``name`` str, and ``mask`` bool (H, W) for cuhk or ``sigma_map`` float32 (H, W)).
@@ -60,7 +60,8 @@ def load_examples(name: str, *, root=None, loader: str = "tfds", data_dir=None, 
         ``"direct"`` (read the files).
       data_dir: TFDS output folder (required for ``loader="tfds"``).
       pattern: CUHK image-stem glob (default ``out_of_focus*``).
-      focus, downscale, sigma_range: rendering of the synthetic scene.
+      focus, downscale, sigma_range, noise: rendering of the synthetic scene (noise: Gaussian
+        noise std in grey levels of 255).
       limit: at most this many examples (in name order); None = all.
     """
     if name not in DATASETS:
@@ -76,7 +77,8 @@ def load_examples(name: str, *, root=None, loader: str = "tfds", data_dir=None, 
         elif name == "rtf":
             it = datasets.load_rtf(root)
         else:
-            it = datasets.load_stereo_motorcycle(focus, tuple(sigma_range), int(downscale))
+            it = datasets.load_stereo_motorcycle(focus, tuple(sigma_range), int(downscale),
+                                                 noise=float(noise))
         for i, ex in enumerate(it):
             if limit is not None and i >= int(limit):
                 return
@@ -87,8 +89,8 @@ def load_examples(name: str, *, root=None, loader: str = "tfds", data_dir=None, 
     if name == "synthetic":
         lo, hi = (float(v) for v in sigma_range)
         cfg = datasets.StereoMotorcycleConfig(
-            name=f"{focus}_d{int(downscale)}_s{lo:g}-{hi:g}".replace(".", "p"), focus=focus,
-            sigma_min=lo, sigma_max=hi, downscale=int(downscale))
+            name=f"{focus}_d{int(downscale)}_s{lo:g}-{hi:g}_n{float(noise):g}".replace(".", "p"),
+            focus=focus, sigma_min=lo, sigma_max=hi, downscale=int(downscale), noise=float(noise))
         source = datasets.build_data_source("stereo_motorcycle", data_dir, config=cfg)
     elif name == "cuhk":
         source = datasets.build_data_source("cuhk", data_dir, root, pattern=pattern)
@@ -241,7 +243,7 @@ def run_evaluation(cfg: Mapping, out_dir) -> dict:
         ``options`` (EstimateOptions fields), ``size_multiple``, ``loader``, ``data_dir``
         (None = ``out_dir/tfds``), ``limit``, ``max_panels``, ``alpha``, ``n_thresholds``,
         ``beta2``, ``average``, and per data set sections ``cuhk: {root, pattern}``,
-        ``rtf: {root}``, ``synthetic: {focus, downscale, sigma_min, sigma_max}``,
+        ``rtf: {root}``, ``synthetic: {focus, downscale, sigma_min, sigma_max, noise}``,
         ``baseline: {window, sigma_range}``. A cuhk / rtf data set without a ``root`` uses
         :func:`default_root`, and is skipped (with a message) when that does not exist.
       out_dir: output folder (created).
@@ -284,7 +286,8 @@ def run_evaluation(cfg: Mapping, out_dir) -> dict:
         examples = load_examples(
             name, root=root, loader=loader, data_dir=data_dir, pattern=sec.get("pattern"),
             focus=sec.get("focus", "near"), downscale=int(sec.get("downscale", 1)),
-            sigma_range=(sec.get("sigma_min", 0.5), sec.get("sigma_max", 2.0)), limit=cfg.get("limit"))
+            sigma_range=(sec.get("sigma_min", 0.5), sec.get("sigma_max", 2.0)),
+            noise=float(sec.get("noise", 0.0)), limit=cfg.get("limit"))
         summ, per, fail = evaluate_dataset(
             name, examples, methods, panel_dir=out / "panels" / name, max_panels=cfg.get("max_panels", 8),
             alpha=float(cfg.get("alpha", metrics.DEFAULT_ALPHA)),
