@@ -31,7 +31,6 @@ from dhde.classify import classify_edges
 from dhde.edges import DEFAULT_SIGMA, ESTIMATION_THRESHOLDS, _scale_map_jit
 from dhde.features.pipeline import scale_features
 from dhde.image import load_image
-from dhde.labels import SIGMAS
 from dhde.model import DefocusModel
 from dhde.patches import LARGE, extract_patches
 
@@ -42,6 +41,8 @@ class EstimateOptions:
 
     Attributes:
       thresholds: Canny threshold pairs (fractions of the max gradient), weak then strong.
+      sparse_value: a point's sigma from its class probabilities: "argmax" (paper) or "mean"
+        (expected sigma), see ``dhde.sparse_map.point_sigma``.
       chunk: patches classified per loop step (memory ~ chunk * 30 kB).
       rgf_sigma_s, rgf_sigma_r, rgf_iterations: rolling guidance filter (4.2).
       rgf_per_channel: filter each channel with its own guidance (authors' code).
@@ -59,6 +60,7 @@ class EstimateOptions:
     """
 
     thresholds: tuple[tuple[float, float], ...] = ESTIMATION_THRESHOLDS
+    sparse_value: str = "argmax"
     chunk: int = 2048
     rgf_sigma_s: float = 1.5
     rgf_sigma_r: float = 1.5
@@ -86,6 +88,8 @@ class EstimateOptions:
         for lo, hi in self.thresholds:
             if not 0 <= lo < hi < 1:
                 raise ValueError(f"Canny thresholds need 0 <= low < high < 1, got ({lo}, {hi})")
+        if self.sparse_value not in sparse_map.VALUES:
+            raise ValueError(f"sparse_value must be one of {sparse_map.VALUES}, got {self.sparse_value!r}")
         if self.range_channels not in ("rgb", "first"):
             raise ValueError(f"range_channels must be 'rgb' or 'first', got {self.range_channels!r}")
         if self.preconditioner not in propagation.PRECONDITIONERS:
@@ -137,7 +141,8 @@ def _seed_sparse(image, model, sparse, conf, mask, key, opts):
     )
     f = scale_features(extract_patches(image, coords, LARGE + 2), False, model.config)
     probs = model.probabilities(f.hand, f.cnn)
-    return sparse_map._add_seeds(sparse, conf, mask, probs, coords, valid, jnp.float32(sparse_map.SEED_CONFIDENCE))
+    return sparse_map._add_seeds(sparse, conf, mask, probs, coords, valid, jnp.float32(sparse_map.SEED_CONFIDENCE),
+                                 value=opts.sparse_value)
 
 
 def _estimate_impl(image, model: DefocusModel, key, opts: EstimateOptions) -> DefocusResult:
@@ -145,7 +150,7 @@ def _estimate_impl(image, model: DefocusModel, key, opts: EstimateOptions) -> De
     scales = _scale_map_jit(gray, jnp.asarray(opts.thresholds, jnp.float32), DEFAULT_SIGMA)
     probs = classify_edges(image, scales, model, opts.chunk)
     mask = scales > 0
-    sparse = jnp.where(mask, jnp.asarray(SIGMAS)[jnp.argmax(probs, -1)], 0.0)
+    sparse = jnp.where(mask, sparse_map.point_sigma(probs, opts.sparse_value), 0.0)
     conf = jnp.where(mask, jnp.max(probs, -1), 0.0)
     if opts.seeds:
         sparse, conf, mask = _seed_sparse(image, model, sparse, conf, mask, key, opts)

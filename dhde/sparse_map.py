@@ -81,13 +81,31 @@ def _check_points(probabilities, coords, valid, shape, what: str):
     return jnp.asarray(probabilities, jnp.float32), jnp.asarray(coords, jnp.int32), jnp.asarray(valid)
 
 
-@partial(jax.jit, static_argnames=("shape",))
-def _sparse_map(probabilities, coords, valid, *, shape):
+#: How a point's sigma is read from its class probabilities.
+VALUES = ("argmax", "mean")
+
+
+def point_sigma(probabilities: jax.Array, value: str = "argmax") -> jax.Array:
+    """Sigma (pixels) of each row of (..., 11) class probabilities.
+
+    ``"argmax"`` (paper): the sigma of the most probable label, one of the 11 label sigmas.
+    ``"mean"``: the expected sigma sum_l p_l sigma_l (continuous; less quantisation and less
+    label noise, at the price of a pull towards the middle of the range when unsure).
+    """
+    if value == "argmax":
+        return label_to_sigma(jnp.argmax(probabilities, axis=-1))
+    if value == "mean":
+        return probabilities @ label_to_sigma(jnp.arange(NUM_LABELS))
+    raise ValueError(f"value must be one of {VALUES}, got {value!r}")
+
+
+@partial(jax.jit, static_argnames=("shape", "value"))
+def _sparse_map(probabilities, coords, valid, *, shape, value="argmax"):
     h, w = shape
     r, c = coords[:, 0], coords[:, 1]
     keep = valid & (r >= 0) & (r < h) & (c >= 0) & (c < w)
     r = jnp.where(keep, r, h)  # out of bounds: dropped by the scatter
-    sigma = label_to_sigma(jnp.argmax(probabilities, axis=-1))
+    sigma = point_sigma(probabilities, value)
     conf = jnp.max(probabilities, axis=-1)
     sparse = jnp.zeros(shape, jnp.float32).at[r, c].set(sigma, mode="drop")
     confidence = jnp.zeros(shape, jnp.float32).at[r, c].set(conf, mode="drop")
@@ -95,7 +113,8 @@ def _sparse_map(probabilities, coords, valid, *, shape):
     return sparse, confidence, mask
 
 
-def sparse_defocus_map(probabilities, coords, valid, shape) -> tuple[jax.Array, jax.Array, jax.Array]:
+def sparse_defocus_map(probabilities, coords, valid, shape,
+                       value: str = "argmax") -> tuple[jax.Array, jax.Array, jax.Array]:
     """Scatters classified patches into the sparse map I_S, the confidence I_C and the mask.
 
     Args:
@@ -104,9 +123,11 @@ def sparse_defocus_map(probabilities, coords, valid, shape) -> tuple[jax.Array, 
       coords: (N, 2) integer [row, col] of each patch centre.
       valid: (N,) bool; False rows (padding of fixed-capacity point lists) are ignored.
       shape: (H, W) of the image (static).
+      value: ``"argmax"`` (paper) or ``"mean"`` (expected sigma), see :func:`point_sigma`.
 
     Returns:
-      sparse: (H, W) float32 sigma (pixels) of the arg-max label at each valid point, else 0.
+      sparse: (H, W) float32 sigma (pixels) at each valid point (the arg-max label's, or the
+        expected sigma for ``value="mean"``), else 0.
       confidence: (H, W) float32 max probability at each valid point, else 0.
       mask: (H, W) bool, True at the valid points.
 
@@ -114,8 +135,10 @@ def sparse_defocus_map(probabilities, coords, valid, shape) -> tuple[jax.Array, 
     jax.jit out-of-range points are dropped and duplicates keep an unspecified one).
     """
     shape = _check_shape(shape)
+    if value not in VALUES:
+        raise ValueError(f"value must be one of {VALUES}, got {value!r}")
     probabilities, coords, valid = _check_points(probabilities, coords, valid, shape, "")
-    return _sparse_map(probabilities, coords, valid, shape=shape)
+    return _sparse_map(probabilities, coords, valid, shape=shape, value=value)
 
 
 @partial(jax.jit, static_argnames=("n_seeds", "min_distance"))
@@ -175,9 +198,9 @@ def random_seed_points(key, mask, n_seeds: int, *, min_distance: int = MIN_DISTA
     return _seed_points(key, jnp.asarray(mask), density, n_seeds=int(n_seeds), min_distance=int(min_distance))
 
 
-@jax.jit
-def _add_seeds(sparse, confidence, mask, probabilities, coords, valid, seed_confidence):
-    s, _, m = _sparse_map(probabilities, coords, valid, shape=sparse.shape)
+@partial(jax.jit, static_argnames=("value",))
+def _add_seeds(sparse, confidence, mask, probabilities, coords, valid, seed_confidence, value="argmax"):
+    s, _, m = _sparse_map(probabilities, coords, valid, shape=sparse.shape, value=value)
     new = m & ~mask
     return (
         jnp.where(new, s, sparse),

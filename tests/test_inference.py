@@ -116,3 +116,15 @@ def test_weighted_median_option_post_filters_the_propagated_map(model):
     np.testing.assert_array_equal(np.asarray(med.sparse), np.asarray(plain.sparse))
     with pytest.raises(ValueError, match="median"):
         EstimateOptions(median_iterations=-1)
+
+
+def test_sparse_value_mean_option(model):
+    img = _scene(4)
+    r = estimate_defocus(img, model, sparse_value="mean", **FAST)
+    m = np.asarray(r.mask)
+    probs = np.asarray(r.probabilities, np.float64)[m]
+    np.testing.assert_allclose(np.asarray(r.sparse)[m], probs @ np.asarray(SIGMAS, np.float64), rtol=1e-5)
+    plain = estimate_defocus(img, model, **FAST)
+    np.testing.assert_array_equal(np.asarray(plain.sparse)[m], np.asarray(SIGMAS)[probs.argmax(-1)])
+    with pytest.raises(ValueError, match="sparse_value"):
+        EstimateOptions(sparse_value="mode")

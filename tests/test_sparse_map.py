@@ -43,6 +43,24 @@ def test_sparse_map_matches_loop(points):
         np.testing.assert_array_equal(np.asarray(g), r)
 
 
+def test_mean_value_is_the_expected_sigma(points):
+    probs, coords, valid = points
+    sparse, conf, mask = sparse_defocus_map(probs, coords, valid, SHAPE, value="mean")
+    _, ref_conf, ref_mask = _reference(probs, coords, valid, SHAPE)
+    ref = np.zeros(SHAPE, np.float64)
+    for p, (r, c), v in zip(probs, coords, valid):
+        if v:
+            ref[r, c] = sum(float(p[k]) * float(SIGMAS[k]) for k in range(NUM_LABELS))
+    np.testing.assert_allclose(np.asarray(sparse), ref, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(np.asarray(conf), ref_conf)
+    np.testing.assert_array_equal(np.asarray(mask), ref_mask)
+    one_hot = np.eye(NUM_LABELS, dtype=np.float32)  # a sure prediction: mean = argmax
+    np.testing.assert_allclose(np.asarray(sm.point_sigma(one_hot, "mean")),
+                               np.asarray(sm.point_sigma(one_hot, "argmax")), rtol=1e-6)
+    with pytest.raises(ValueError, match="value"):
+        sparse_defocus_map(probs, coords, valid, SHAPE, value="median")
+
+
 def test_invalid_rows_dropped_even_with_bad_coords(points):
     probs, coords, valid = points
     coords = coords.copy()

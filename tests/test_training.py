@@ -301,6 +301,18 @@ def test_finished_run_is_not_retrained(tmp_path, splits, full_run, capsys):
     assert _steps(wd) == _steps(full_run)
 
 
+def test_select_best_or_last_checkpoint(tmp_path, splits, full_run, monkeypatch):
+    """train.select: "best" tests the best-by-validation checkpoint, "last" the final one."""
+    monkeypatch.setattr(loop.checkpoints, "best_step", lambda mgr: K)  # pretend step K won
+    for select, expect in [("best", K), ("last", 2 * K)]:
+        wd = tmp_path / select
+        shutil.copytree(full_run, wd)
+        result = train_and_evaluate(_cfg(train={"select": select}), wd, splits=splits)
+        assert result["best_step"] == expect and result["select"] == select
+    with pytest.raises(ValueError, match="train.select"):
+        train_and_evaluate(_cfg(train={"select": "median"}), tmp_path / "bad", splits=splits)
+
+
 # ----------------------------------------------------------------------------- bad state
 
 

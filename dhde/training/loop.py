@@ -182,6 +182,9 @@ def train_and_evaluate(cfg, workdir: str | Path, splits: dict | None = None) -> 
         raise ValueError(f"train.schedule must be 'joint' or 'two_stage', got {schedule!r}")
     stage1 = int(steps * float(t.get("stage1_fraction", 0.5))) if schedule == "two_stage" else 0
     eval_every = int(t.get("eval_every", 1000))
+    select = str(t.get("select", "best"))
+    if select not in ("best", "last"):
+        raise ValueError(f"train.select must be 'best' (by validation accuracy) or 'last', got {select!r}")
     log_every = int(t.get("log_every", 100))
     mesh = data_mesh()
     ndev = mesh.devices.size
@@ -261,7 +264,7 @@ def train_and_evaluate(cfg, workdir: str | Path, splits: dict | None = None) -> 
             checkpoints.save(mgr, done, state, {"val_tolerance_accuracy": val})
     history.close()
 
-    best = checkpoints.best_step(mgr) or mgr.latest_step()
+    best = (checkpoints.best_step(mgr) if select == "best" else None) or mgr.latest_step()
     if best is not None and best != int(state.step):
         state = checkpoints.restore(mgr, best, state)
     pred, _ = predict_split(eval_fn, state.params, splits["test"], hands["test"], mesh, batch_size)
@@ -270,7 +273,7 @@ def train_and_evaluate(cfg, workdir: str | Path, splits: dict | None = None) -> 
                   f"{mcfg.feature_set} / {mcfg.encoding}: {100 * test['tolerance_accuracy']:.2f} %")
     result = {k: v for k, v in test.items() if k != "confusion"}
     result.update(
-        feature_set=mcfg.feature_set, encoding=mcfg.encoding, steps=steps, best_step=best,
+        feature_set=mcfg.feature_set, encoding=mcfg.encoding, steps=steps, best_step=best, select=select,
         schedule=schedule, confusion=test["confusion"].tolist(),
     )
     (workdir / "metrics.json").write_text(json.dumps(result, indent=2))
