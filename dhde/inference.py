@@ -31,6 +31,7 @@ from dhde.classify import classify_edges
 from dhde.edges import DEFAULT_SIGMA, ESTIMATION_THRESHOLDS, _scale_map_jit
 from dhde.features.pipeline import scale_features
 from dhde.image import load_image
+from dhde.labels import SIGMA_MAX, SIGMA_MIN
 from dhde.model import DefocusModel
 from dhde.patches import LARGE, extract_patches
 
@@ -54,6 +55,10 @@ class EstimateOptions:
       preconditioner: "multigrid" (default), "jacobi" or "none".
       seeds: number of random seed points in large edge-free regions (0 = off, paper default).
       seed_min_distance: a seed is at least this far (pixels, Chebyshev) from every edge pixel.
+      clip: clip the propagated map to the label range [0.5, 2.0] (default; beyond the paper).
+        The matting-Laplacian solve is not a convex combination of the sparse values and can
+        over- or undershoot near strong colour edges (seen: 0.15 on a CUHK photograph), which
+        no classifier output supports and which skews any min-max normalised use of the map.
       median_iterations: passes of the joint weighted median post-filter on the full map
         (authors' code: 3; the paper has none, so 0 = off is the default).
       median_radius, median_sigma_r: its window radius and range sigma on I_G (code: 5, 0.25).
@@ -79,6 +84,7 @@ class EstimateOptions:
     preconditioner: str = "multigrid"
     seeds: int = 0
     seed_min_distance: int = 27
+    clip: bool = True
     median_iterations: int = 0
     median_radius: int = 5
     median_sigma_r: float = 0.25
@@ -113,7 +119,8 @@ class EstimateOptions:
 class DefocusResult(NamedTuple):
     """Output of :func:`estimate_defocus`; all maps (H, W) unless noted.
 
-    defocus: float32 full defocus map I_F, Gaussian sigma in pixels.
+    defocus: float32 full defocus map I_F, Gaussian sigma in pixels (in [0.5, 2.0] unless
+      ``clip=False``).
     sparse: float32 sparse map I_S (sigma of the arg-max label at edge pixels, 0 elsewhere).
     confidence: float32 I_C, max class probability at edge pixels (0 elsewhere).
     filtered: float32 I_B, the sparse map after the probability-joint bilateral filter.
@@ -172,6 +179,8 @@ def _estimate_impl(image, model: DefocusModel, key, opts: EstimateOptions) -> De
         filtered, mask, guide, x0, jnp.float32(opts.gamma), jnp.float32(matting._lambda(opts.eps, "code")),
         jnp.float32(opts.tol), maxiter=opts.maxiter, preconditioner=opts.preconditioner, solver="jax_cg",
     )
+    if opts.clip:
+        x = jnp.clip(x, SIGMA_MIN, SIGMA_MAX)
     if opts.median_iterations:
         x = weighted_median._weighted_median(
             x, guide, jnp.float32(opts.median_sigma_r), radius=opts.median_radius,

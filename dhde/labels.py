@@ -11,6 +11,7 @@ SIGMA_MIN = 0.5
 SIGMA_STEP = 0.15
 #: sigma_l = 0.5 + 0.15 l for l = 0..10 (0-based labels), in pixels: 0.5 ... 2.0.
 SIGMAS = SIGMA_MIN + SIGMA_STEP * np.arange(NUM_LABELS, dtype=np.float32)
+SIGMA_MAX = float(SIGMAS[-1])
 #: The paper's classification tolerance in sigma units.
 TOLERANCE = 0.15
 

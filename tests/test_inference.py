@@ -128,3 +128,12 @@ def test_sparse_value_mean_option(model):
     np.testing.assert_array_equal(np.asarray(plain.sparse)[m], np.asarray(SIGMAS)[probs.argmax(-1)])
     with pytest.raises(ValueError, match="sparse_value"):
         EstimateOptions(sparse_value="mode")
+
+
+def test_clip_option_bounds_the_map_to_the_label_range(model):
+    img = _scene(5)
+    raw = estimate_defocus(img, model, clip=False, **FAST)
+    clipped = estimate_defocus(img, model, **FAST)  # clip=True is the default
+    np.testing.assert_allclose(np.asarray(clipped.defocus), np.clip(np.asarray(raw.defocus), 0.5, 2.0), atol=1e-6)
+    assert 0.5 <= float(clipped.defocus.min()) and float(clipped.defocus.max()) <= 2.0
+    np.testing.assert_array_equal(np.asarray(clipped.sparse), np.asarray(raw.sparse))
