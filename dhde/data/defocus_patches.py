@@ -8,11 +8,11 @@ the scale map with the *training* thresholds (twice the
 estimation ones) picks strong-edge pixels (scale 2, small patches) and weak-edge pixels (scale 1,
 large patches); both scales are balanced by random subsampling to the smaller count (at most
 ``max_per_scale`` each). The whole image is then blurred with each of the 11 Gaussians
-(sigma = 0.5 ... 2.0, 27x27 kernel, replicate borders, as the authors' code), a 29x29 *context
-patch* (the 27x27 patch plus a one-pixel ring, see
-``dhde.features.pipeline``) is cut around each chosen pixel, Gaussian sensor noise is added (std
-drawn per patch uniformly in [0, ``noise``] grey levels of 255; the authors trained on noise-free
-patches) and the patch is quantised to 8 bits like a photograph. Splits are by whole source image.
+(sigma = 0.5 ... 2.0, 27x27 kernel, replicate borders, as the authors' code) and a 29x29
+*context patch* (the 27x27 patch plus a one-pixel ring, see ``dhde.features.pipeline``) is cut
+around each chosen pixel. Gaussian sensor noise is added to it (std drawn per patch uniformly in
+[0, ``noise``] grey levels of 255; the authors trained on noise-free patches) and it is
+quantised to 8 bits like a photograph. Splits are by whole source image.
 
 Why the noise: the downscaled, blurred sources are practically noise-free, and a model trained on
 them reads noise as sharpness. With the previous noise-free model a uniform sigma = 3 blur
