@@ -138,6 +138,27 @@ def test_ceil_pool_uses_the_last_row():
     assert D.max_pool_ceil(jnp.zeros((1, 7, 7, 2))).shape == (1, 3, 3, 2)
 
 
+def test_ceil_pool_matches_loop_and_reduce_window_gradient():
+    rng = np.random.default_rng(5)
+    for h, w in [(25, 25), (7, 7), (9, 8), (4, 11)]:
+        x = rng.normal(size=(2, h, w, 3)).astype(np.float32)
+        ho, wo = -(-(h - 3) // 3) + 1, -(-(w - 3) // 3) + 1
+        ref = np.empty((2, ho, wo, 3), np.float32)
+        for i in range(ho):
+            for j in range(wo):  # the window clipped to the image (Caffe ceil mode)
+                ref[:, i, j] = x[:, 3 * i:3 * i + 3, 3 * j:3 * j + 3].max(axis=(1, 2))
+        np.testing.assert_array_equal(np.asarray(D.max_pool_ceil(jnp.asarray(x))), ref)
+
+        def rw(v):  # the reduce_window form (the gradient reference, unique maxima here)
+            return lax.reduce_window(v, -jnp.inf, lax.max, (1, 3, 3, 1), (1, 3, 3, 1),
+                                     ((0, 0), (0, -(h - 3) % 3), (0, -(w - 3) % 3), (0, 0)))
+
+        cot = jnp.asarray(rng.normal(size=ref.shape).astype(np.float32))
+        g = jax.grad(lambda v: jnp.sum(D.max_pool_ceil(v) * cot))(jnp.asarray(x))
+        g_ref = jax.grad(lambda v: jnp.sum(rw(v) * cot))(jnp.asarray(x))
+        np.testing.assert_allclose(np.asarray(g), np.asarray(g_ref), rtol=1e-6)
+
+
 def test_jit_equals_eager_and_no_recompile():
     params = _params()
     model = D.DeepFeature(chunk=4)
