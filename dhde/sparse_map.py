@@ -135,8 +135,6 @@ def sparse_defocus_map(probabilities, coords, valid, shape,
     jax.jit out-of-range points are dropped and duplicates keep an unspecified one).
     """
     shape = _check_shape(shape)
-    if value not in VALUES:
-        raise ValueError(f"value must be one of {VALUES}, got {value!r}")
     probabilities, coords, valid = _check_points(probabilities, coords, valid, shape, "")
     return _sparse_map(probabilities, coords, valid, shape=shape, value=value)
 

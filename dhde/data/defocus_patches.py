@@ -95,6 +95,13 @@ def choose_pixels(scales: np.ndarray, max_per_scale: int, rng: np.random.Generat
     return np.concatenate([p[0] for p in picks]), np.concatenate([p[1] for p in picks])
 
 
+def _check_noise(noise) -> float:
+    noise = float(noise)
+    if not (np.isfinite(noise) and noise >= 0):
+        raise ValueError(f"noise must be a finite std >= 0 (grey levels), got {noise!r}")
+    return noise
+
+
 def blurred_context_patches(rgb: np.ndarray, coords: np.ndarray, noise: float = 0.0,
                             rng: np.random.Generator | None = None) -> np.ndarray:
     """(11, M, 29, 29, 3) uint8 context patches of the image blurred with each sigma.
@@ -106,9 +113,7 @@ def blurred_context_patches(rgb: np.ndarray, coords: np.ndarray, noise: float = 
         Gaussian noise of std ``noise * u``, u ~ U(0, 1), before it is rounded to uint8.
       rng: source of the noise (required when ``noise > 0``).
     """
-    if noise < 0 or not np.isfinite(noise):
-        raise ValueError(f"noise must be a finite std >= 0 (grey levels), got {noise}")
-    if noise > 0 and rng is None:
+    if _check_noise(noise) > 0 and rng is None:
         raise ValueError("noise > 0 needs an rng")
     out = []
     img = jnp.asarray(rgb)
@@ -224,9 +229,7 @@ def make_config(
     h = hashlib.sha1(f"{source}|{source_data_dir}".encode()).hexdigest()[:6]
     if not isinstance(downscale, (int, np.integer)) or downscale < 1:
         raise ValueError(f"downscale must be an integer >= 1, got {downscale!r}")
-    noise = float(noise)
-    if not (np.isfinite(noise) and noise >= 0):
-        raise ValueError(f"noise must be a finite std >= 0 (grey levels), got {noise!r}")
+    noise = _check_noise(noise)
     name = (f"{slug}_{h}_m{max_per_scale}_i{max_images or 'all'}_s{seed}_d{downscale}"
             f"{'p' if phases else ''}_n{noise:g}".replace(".", "p"))
     return DefocusPatchesConfig(

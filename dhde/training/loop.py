@@ -15,6 +15,7 @@ sees the same batches it would have seen (the data order is a pure function of s
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import time
@@ -149,7 +150,7 @@ def load_splits(cfg):
     from dhde.data.defocus_patches import build_locked, load_arrays, make_config
 
     d = _get(cfg, "data", {}) or {}
-    keys = ("source", "max_per_scale", "max_images", "seed", "source_data_dir", "downscale", "phases", "noise")
+    keys = inspect.signature(make_config).parameters
     dcfg = make_config(**{k: d[k] for k in keys if k in d})  # absent keys: make_config's defaults
     sources = build_locked(dcfg, d.get("data_dir"))
     out = {}
