@@ -6,6 +6,12 @@ are listed with ``jnp.nonzero(..., size=H*W)`` and a ``lax.while_loop`` classifi
 ``chunk`` at a time, running only as many chunks as there are edges. One compilation therefore
 serves every image of a given size whatever its edge count, and the work stays proportional to
 the real number of patches (plus at most one padded chunk per scale).
+
+The CNN's first layer is shared between patches (:mod:`dhde.features.deep_shared`): large
+patches read it from dense maps computed once per image (up to ``SHARED_MAX_PIXELS``; larger
+images compute it per patch, to bound memory), replicate-padded small patches compute only
+their 17x17 distinct first-layer positions. Both give the per-patch network's numbers up to
+float32 rounding; ``shared_first_layer=False`` runs the plain per-patch network.
 """
 
 from __future__ import annotations
@@ -13,14 +19,22 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from dhde.features import deep_shared
 from dhde.features.pipeline import scale_features
 from dhde.labels import NUM_LABELS
 from dhde.model import DefocusModel
 from dhde.patches import LARGE, SMALL, extract_patches
 
 
-def _classify_scale(image, scales, scale: int, small: bool, model: DefocusModel, chunk: int, probs):
-    """Accumulates (H*W, 11) probabilities of the pixels whose scale map equals ``scale``."""
+#: Largest image (pixels) whose dense first-layer maps are built (~200 bytes per pixel).
+SHARED_MAX_PIXELS = 3_000_000
+
+
+def _classify_scale(image, scales, scale: int, small: bool, model: DefocusModel, chunk: int, probs, deep_fn=None):
+    """Accumulates (H*W, 11) probabilities of the pixels whose scale map equals ``scale``.
+
+    deep_fn(ctx, coords) -> (N, 25) deep features, or None for the model's own per-patch CNN.
+    """
     h, w = scales.shape
     flat = scales.reshape(-1) == scale
     count = jnp.sum(flat)
@@ -34,7 +48,10 @@ def _classify_scale(image, scales, scale: int, small: bool, model: DefocusModel,
         coords = jnp.stack([sel // w, sel % w], axis=-1).astype(jnp.int32)
         ctx = extract_patches(image, coords, side)
         f = scale_features(ctx, small, model.config)
-        p = model.probabilities(f.hand, f.cnn)
+        if deep_fn is None:
+            p = model.probabilities(f.hand, f.cnn)
+        else:
+            p = model.probabilities_from_deep(f.hand, deep_fn(ctx, coords))
         target = jnp.where(valid, sel, h * w)  # invalid rows go to a dump row
         return i + 1, probs.at[target].set(p, mode="drop")
 
@@ -43,7 +60,23 @@ def _classify_scale(image, scales, scale: int, small: bool, model: DefocusModel,
     return probs
 
 
-def classify_edges(image, scales, model: DefocusModel, chunk: int = 2048):
+def _shared_deep(image, model: DefocusModel, small: bool):
+    """deep_fn for :func:`_classify_scale` sharing the first layer, or None where not exact."""
+    cfg = model.config
+    if not cfg.uses_deep:
+        return None
+    params = model.params["deep"]
+    if small:
+        if cfg.small_padding != "replicate":
+            return None
+        return lambda ctx, coords: deep_shared.deep_feature_small(params, jnp.round(ctx[:, 1:-1, 1:-1] * 255.0))
+    if image.shape[0] * image.shape[1] > SHARED_MAX_PIXELS:
+        return None
+    maps = deep_shared._pool1_maps(params, jnp.round(image * 255.0))
+    return lambda ctx, coords: deep_shared.deep_feature_large_at(params, maps, coords)
+
+
+def classify_edges(image, scales, model: DefocusModel, chunk: int = 2048, shared_first_layer: bool = True):
     """Blur-level probabilities at every edge pixel.
 
     Args:
@@ -52,16 +85,20 @@ def classify_edges(image, scales, model: DefocusModel, chunk: int = 2048):
         ``single_scale`` encoding every non-zero pixel is classified with a large patch.
       model: a :class:`DefocusModel` (params traced, config static).
       chunk: patches per step of the loop (static); memory grows linearly with it.
+      shared_first_layer: share the CNN's first layer between patches (static; same numbers up
+        to float32 rounding, faster); False: the per-patch network.
 
     Returns:
       (H, W, 11) float32 probabilities, zero rows where the scale map is 0.
     """
     h, w = scales.shape
     probs = jnp.zeros((h * w, NUM_LABELS), jnp.float32)
+    large_fn = _shared_deep(image, model, False) if shared_first_layer else None
     if model.config.encoding == "single_scale":
         scales = (scales > 0).astype(jnp.int32)
-        probs = _classify_scale(image, scales, 1, False, model, chunk, probs)
+        probs = _classify_scale(image, scales, 1, False, model, chunk, probs, large_fn)
     else:
-        probs = _classify_scale(image, scales, 1, False, model, chunk, probs)
-        probs = _classify_scale(image, scales, 2, True, model, chunk, probs)
+        small_fn = _shared_deep(image, model, True) if shared_first_layer else None
+        probs = _classify_scale(image, scales, 1, False, model, chunk, probs, large_fn)
+        probs = _classify_scale(image, scales, 2, True, model, chunk, probs, small_fn)
     return probs.reshape(h, w, NUM_LABELS)

@@ -119,16 +119,22 @@ class DefocusNet(nn.Module):
     @nn.compact
     def __call__(self, hand: jax.Array, cnn: jax.Array, train: bool = False) -> jax.Array:
         cfg = self.config
-        parts = []
-        if cfg.hand_width:
-            h = hand * cfg.hand_scale
-            if cfg.quantize_uint8:
-                h = jnp.clip(jnp.floor(h + 0.5), 0.0, 255.0)
-            parts.append(h)
-        if cfg.uses_deep:
-            parts.append(DeepFeature(name="deep")(cnn))
-        x = jnp.concatenate(parts, axis=-1)
+        deep = DeepFeature(name="deep")(cnn) if cfg.uses_deep else None
+        x = _classifier_input(cfg, hand, deep)
         return Classifier(cfg.hidden, cfg.dropout, cfg.relu_logits, name="classifier")(x, train)
+
+
+def _classifier_input(cfg: "ModelConfig", hand: jax.Array, deep: jax.Array | None) -> jax.Array:
+    """The classifier's input: scaled (optionally uint8-quantised) hand features, then f_C."""
+    parts = []
+    if cfg.hand_width:
+        h = hand * cfg.hand_scale
+        if cfg.quantize_uint8:
+            h = jnp.clip(jnp.floor(h + 0.5), 0.0, 255.0)
+        parts.append(h)
+    if cfg.uses_deep:
+        parts.append(deep)
+    return jnp.concatenate(parts, axis=-1)
 
 
 @jax.tree_util.register_dataclass
@@ -149,6 +155,15 @@ class DefocusModel:
     def probabilities(self, hand: jax.Array, cnn: jax.Array) -> jax.Array:
         """(N, 11) softmax probabilities over the blur levels."""
         return jax.nn.softmax(self.logits(hand, cnn), axis=-1)
+
+    def probabilities_from_deep(self, hand: jax.Array, deep: jax.Array | None) -> jax.Array:
+        """(N, 11) probabilities from an already computed deep feature ``deep`` (N, 25) (None
+        when the set has no "C"); same result as :meth:`probabilities` on the patches it came
+        from. Used by inference, which shares the CNN's first layer between patches."""
+        c = self.config
+        x = _classifier_input(c, hand, deep)
+        head = Classifier(c.hidden, c.dropout, c.relu_logits)
+        return jax.nn.softmax(head.apply({"params": self.params["classifier"]}, x, False), axis=-1)
 
 
 def init_model(config: ModelConfig, key: jax.Array) -> DefocusModel:

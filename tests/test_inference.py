@@ -112,7 +112,9 @@ def test_weighted_median_option_post_filters_the_propagated_map(model):
     plain = estimate_defocus(img, model, **FAST)
     med = estimate_defocus(img, model, **FAST, median_iterations=2, median_radius=3, median_sigma_r=0.2)
     ref = joint_weighted_median(plain.defocus, plain.guidance, 3, 0.2, 2)
-    np.testing.assert_allclose(np.asarray(med.defocus), np.asarray(ref), atol=1e-5)
+    # The two calls compile different graphs, whose float32 solves round differently: their
+    # propagated maps differ by up to ~3e-5 px (measured; ~1.5e-5 even at tol 1e-6).
+    np.testing.assert_allclose(np.asarray(med.defocus), np.asarray(ref), atol=1e-4)
     np.testing.assert_array_equal(np.asarray(med.sparse), np.asarray(plain.sparse))
     with pytest.raises(ValueError, match="median"):
         EstimateOptions(median_iterations=-1)

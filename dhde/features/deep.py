@@ -119,23 +119,38 @@ def _conv_matmul(x: jax.Array, kernel: jax.Array, bias: jax.Array) -> jax.Array:
     return jax.nn.relu(y + bias)
 
 
-def _forward_matmul(p: dict, x: jax.Array) -> jax.Array:
-    n = x.shape[0]
-    h = max_pool_ceil(_conv_matmul(x, p["conv1"]["kernel"], p["conv1"]["bias"]))
+def _layer1(p: dict, x: jax.Array) -> jax.Array:
+    """conv1 + ReLU + ceil-mode pool: (N, 27, 27, 3) -> (N, 9, 9, 25)."""
+    return max_pool_ceil(_conv_matmul(x, p["conv1"]["kernel"], p["conv1"]["bias"]))
+
+
+def _after_layer1(p: dict, h: jax.Array) -> jax.Array:
+    """The rest of the network after the first pool: (N, 9, 9, 25) -> (N, 25)."""
+    n = h.shape[0]
     h = max_pool_ceil(_conv_matmul(h, p["conv2"]["kernel"], p["conv2"]["bias"]))
     h = _conv_matmul(h.reshape(n, 1, 1, -1), p["conv3"]["kernel"].reshape(1, 1, -1, 50), p["conv3"]["bias"])
     h = _conv_matmul(h, p["conv4"]["kernel"], p["conv4"]["bias"])
     return h.reshape(n, DEEP_WIDTH)
 
 
-def _forward_fast(p: dict, x: jax.Array, chunk: int) -> jax.Array:
+def _forward_matmul(p: dict, x: jax.Array) -> jax.Array:
+    return _after_layer1(p, _layer1(p, x))
+
+
+def _in_blocks(fn, x: jax.Array, chunk: int) -> jax.Array:
+    """Applies fn (B, ...) -> (B, ...) to x in blocks of ``chunk`` rows (``lax.map``), so the
+    large first-layer activations of one block stay in cache; 0 or n <= chunk: one call."""
     n = x.shape[0]
     if chunk <= 0 or n <= chunk:
-        return _forward_matmul(p, x)
+        return fn(x)
     blocks = -(-n // chunk)
-    xb = jnp.pad(x, ((0, blocks * chunk - n), (0, 0), (0, 0), (0, 0)))
-    out = lax.map(lambda b: _forward_matmul(p, b), xb.reshape((blocks, chunk) + x.shape[1:]))
-    return out.reshape(blocks * chunk, DEEP_WIDTH)[:n]
+    xb = jnp.pad(x, ((0, blocks * chunk - n),) + ((0, 0),) * (x.ndim - 1))
+    out = lax.map(fn, xb.reshape((blocks, chunk) + x.shape[1:]))
+    return out.reshape((blocks * chunk,) + out.shape[2:])[:n]
+
+
+def _forward_fast(p: dict, x: jax.Array, chunk: int) -> jax.Array:
+    return _in_blocks(partial(_forward_matmul, p), x, chunk)
 
 
 class _ConvParams(nn.Module):
