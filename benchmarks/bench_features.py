@@ -4,8 +4,10 @@
 
 For a 480x640 photograph (default: scikit-image's coffee, resized) with its real edge count,
 times each stage after warm-up: edges (value channel + Canny x2 + scale map), gather (context
-patches of both scales), DCT, gradient, SVD, CNN forward, and the fused end-to-end
-``edge_features`` (edges + patches + all four features, one jit). Also the process's peak RSS.
+patches of both scales), DCT, gradient, SVD, CNN forward (per patch, and with the first layer
+shared between patches as inference does), the fused end-to-end ``edge_features`` (edges +
+patches + all four features, one jit), and ``classify_edges`` (features + classifier, the
+inference path) with and without the shared first layer. Also the process's peak RSS.
 Runs unchanged on a GPU (whatever ``jax.devices()`` returns).
 """
 
@@ -38,6 +40,8 @@ def main():
 
     from dhde.edges import DEFAULT_SIGMA, ESTIMATION_THRESHOLDS, _scale_map_jit
     from dhde.features.dct import dct_feature
+    from dhde.classify import classify_edges
+    from dhde.features import deep_shared
     from dhde.features.deep import DeepFeature
     from dhde.features.extract import edge_features, prepare_scales
     from dhde.features.gradient import gradient_feature
@@ -73,6 +77,13 @@ def main():
     svd = jax.jit(lambda a, b: (singular_value_feature(a, 25), singular_value_feature(b, 13)))
     cnn_in = jnp.concatenate([jnp.round(ctx1[:, 1:-1, 1:-1] * 255), jnp.pad(jnp.round(ctx2[:, 1:-1, 1:-1] * 255), ((0, 0), (6, 6), (6, 6), (0, 0)), mode="edge")])
     deep = jax.jit(lambda p, x: DeepFeature().apply({"params": p}, x))
+    def shared_cnn(p, im, a, b):  # what classify_edges does: dense maps + small patches' 17x17
+        maps = deep_shared._pool1_maps(p, jnp.round(im * 255))
+        return (deep_shared.deep_feature_large_at(p, maps, a),
+                deep_shared.deep_feature_small(p, jnp.round(ctx2[:, 1:-1, 1:-1] * 255)))
+    shared_cnn = jax.jit(shared_cnn)
+    classify = {k: jax.jit(lambda im, s, m, k=k: classify_edges(im, s, m, 2048, k)) for k in (False, True)}
+
     def fused(im):  # edges are timed separately (host sync for the capacities)
         f = edge_features(im, scales, cl, cs, cfg)
         return f.hand, deep(model.params["deep"], f.cnn)
@@ -84,6 +95,10 @@ def main():
         ("gradient feature", timeit(grad, g1, g2, repeats=args.repeats)),
         ("SVD feature", timeit(svd, p1, p2, repeats=args.repeats)),
         ("CNN forward", timeit(deep, model.params["deep"], cnn_in, repeats=args.repeats)),
+        ("CNN forward, first layer shared", timeit(shared_cnn, model.params["deep"], img, c1[:n1], c2,
+                                                   repeats=args.repeats)),
+        ("classify_edges, per-patch CNN", timeit(classify[False], img, scales, model, repeats=args.repeats)),
+        ("classify_edges, shared first layer", timeit(classify[True], img, scales, model, repeats=args.repeats)),
     ]
     total = timeit(edges, img, repeats=args.repeats) + timeit(fused, img, repeats=args.repeats)
     rows.append(("edges + patches + 4 features (end to end)", total))
