@@ -90,6 +90,13 @@ def test_pool1_maps_no_recompile_and_errors(params):
     assert deep_shared._pool1_maps._cache_size() == n
     with pytest.raises(ValueError, match="image255"):
         deep_shared.pool1_maps(params, jnp.zeros((12, 13)))
+    maps = deep_shared.pool1_maps(params, _image(12, 13))
+    with pytest.raises(ValueError, match="coords"):
+        deep_shared.deep_feature_large_at(params, maps, jnp.zeros((4, 3), jnp.int32))
+    with pytest.raises(ValueError, match="coords"):
+        deep_shared.large_pool1_at(maps, jnp.zeros((4, 2), jnp.float32))
+    with pytest.raises(ValueError, match="15, 15, 3"):
+        deep_shared.deep_feature_small(params, jnp.zeros((4, 27, 27, 3)))
 
 
 def _scene(h=40, w=48, seed=0):

@@ -98,12 +98,24 @@ def pool1_maps(params: dict, image255) -> Pool1Maps:
     return _pool1_maps(params, x.astype(jnp.float32))
 
 
+def _check_coords(coords) -> None:
+    if coords.ndim != 2 or coords.shape[1] != 2 or not jnp.issubdtype(coords.dtype, jnp.integer):
+        raise ValueError(f"coords must be an (N, 2) integer array of [row, col], got {coords.shape} {coords.dtype}")
+
+
+def _check_small(small255) -> None:
+    if small255.ndim != 4 or small255.shape[1:] != (15, 15, 3):
+        raise ValueError(f"expected (N, 15, 15, 3) small patches, got shape {small255.shape}")
+
+
 def large_pool1_at(maps: Pool1Maps, coords: jax.Array) -> jax.Array:
     """Pooled first-layer output (N, 9, 9, 25) of the 27x27 patches centred on ``coords``.
 
     Equals ``deep._layer1(params, patch)`` for the replicate-cut patch (``extract_patches(
-    round(255 * image), coords, 27)``). coords: (N, 2) int32 [row, col] inside the image.
+    round(255 * image), coords, 27)``). coords: (N, 2) integer [row, col] inside the image
+    (not checked against the image size: indices outside it are clamped by the gather).
     """
+    _check_coords(coords)
     r = coords[:, 0][:, None, None]
     c = coords[:, 1][:, None, None]
     k3 = 3 * jnp.arange(_POOLED - 1)
@@ -143,6 +155,7 @@ def small_pool1(params: dict, small255: jax.Array) -> jax.Array:
     small255: (N, 15, 15, 3) float32 RGB in 0..255. Equals ``deep._layer1(params,
     pad_small_to_large(small255, "replicate"))`` with 289 instead of 625 conv1 positions.
     """
+    _check_small(small255)
     return _small_pool1(params, small255)
 
 
@@ -162,6 +175,7 @@ def deep_feature_small(params: dict, small255: jax.Array, chunk: int = CHUNK) ->
       (N, 25) float32 >= 0, ``DeepFeature()`` of the replicate-padded patches up to float32
       rounding.
     """
+    _check_small(small255)
     return deep._in_blocks(partial(_features_small, params), small255, chunk)
 
 
@@ -177,4 +191,5 @@ def deep_feature_large_at(params: dict, maps: Pool1Maps, coords: jax.Array, chun
     Returns:
       (N, 25) float32, ``DeepFeature()`` of the replicate-cut patches up to float32 rounding.
     """
+    _check_coords(coords)
     return deep._in_blocks(lambda c: deep._after_layer1(params, large_pool1_at(maps, c)), coords, chunk)
