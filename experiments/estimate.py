@@ -25,7 +25,9 @@ def main(cfg: DictConfig) -> int:
     import logging
 
     logging.getLogger("absl").setLevel(logging.WARNING)  # orbax is chatty at INFO
-    from dhde.cli import run_estimate
+    from dhde.cli import run_estimate, use_compilation_cache
+
+    use_compilation_cache(cfg.get("jax_cache"))
 
     out = HydraConfig.get().runtime.output_dir
     failures = run_estimate(OmegaConf.to_container(cfg, resolve=True), out)

@@ -22,6 +22,9 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 def main(cfg: DictConfig) -> None:
     from dhde.evaluation.report import markdown_table
     from dhde.evaluation.run import run_evaluation
+    from dhde.cli import use_compilation_cache
+
+    use_compilation_cache(cfg.get("jax_cache"))
 
     out = HydraConfig.get().runtime.output_dir
     results = run_evaluation(OmegaConf.to_container(cfg, resolve=True), out)

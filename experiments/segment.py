@@ -21,6 +21,9 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 @hydra.main(config_path="../conf", config_name="segment", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     from dhde.apps_cli import run_app
+    from dhde.cli import use_compilation_cache
+
+    use_compilation_cache(cfg.get("jax_cache"))
 
     out = HydraConfig.get().runtime.output_dir
     if run_app("segment", OmegaConf.to_container(cfg, resolve=True), out):

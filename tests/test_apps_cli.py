@@ -247,3 +247,22 @@ def test_hydra_configs_compose():
             apps_cli.app_params(app, dict(cfg))  # the shipped defaults validate
         g = compose("gallery")
         assert list(g.inputs) == ["stereo_motorcycle", "chelsea"]
+        for name in list(apps_cli.APP_PARAMS) + ["gallery", "estimate", "evaluate"]:
+            assert compose(name).jax_cache, name  # every entry point has the cache key
+
+
+def test_compilation_cache(tmp_path):
+    import subprocess
+    import sys
+
+    from dhde.cli import use_compilation_cache
+
+    assert use_compilation_cache(None) is None and use_compilation_cache("") is None
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert use_compilation_cache(blocker / "cache") is None  # cannot create: warns, stays off
+    # turning it on changes the process's JAX config, so check that in a separate process
+    code = ("import jax; from dhde.cli import use_compilation_cache as u; p = u(%r); "
+            "assert p.is_dir() and jax.config.jax_compilation_cache_dir == str(p), p" % str(tmp_path / "c"))
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
