@@ -86,9 +86,12 @@ def test_run_evaluation_writes_report(tmp_path, fake_data):
         assert r["precision"].shape == r["recall"].shape == (257,)
         for d in ("rtf", "synthetic"):
             assert results[f"{d} / {m}"]["n_images"] == 1 and results[f"{d} / {m}"]["sigma_mae"] >= 0
+            # the error budget is dhde's only (the baseline has no sparse points)
+            assert ("oracle_mae" in results[f"{d} / {m}"]) == (m == "dhde")
+    assert 0 <= results["synthetic / dhde"]["far_fraction"] <= 1
     report = (out / "report.md").read_text()
     assert "| cuhk / dhde |" in report and "| synthetic / laplacian |" in report
-    assert "sigma MAE (px)" in report and "max F" in report
+    assert "sigma MAE (px)" in report and "max F" in report and "oracle_mae" in report
     with Image.open(out / "precision_recall.png") as im:
         assert im.format == "PNG" and min(im.size) > 100
     for d, name in [("cuhk", "out_of_focus0001"), ("rtf", "image_01"), ("synthetic", "stereo_motorcycle_near")]:

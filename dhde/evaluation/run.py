@@ -9,7 +9,9 @@ Data sets (``name -> example dicts``, see :mod:`dhde.evaluation.datasets`):
 * ``synthetic``: the ``stereo_motorcycle`` rendering with known sigma: MAE in sigma units.
 
 Methods are callables ``image (H, W, 3) float32 in [0, 1] -> map (H, W)`` (larger = more
-blurred): ``dhde`` (:func:`dhde.estimate_defocus`, sigma in px) and ``laplacian``
+blurred), or ``-> result`` with a ``.defocus`` map: ``dhde`` (:func:`dhde.estimate_defocus`, its
+whole result, sigma in px; on the sigma data sets it also gets the error budget of
+:mod:`dhde.evaluation.error_budget`: sparse / filtered / oracle / far-from-edge MAE) and ``laplacian``
 (:func:`dhde.evaluation.baselines.laplacian_baseline`, a unitless score; for the sigma data sets
 it is read as sigma by min-max rescaling onto a fixed range, default the label range 0.5-2.0 px).
 
@@ -29,6 +31,7 @@ from typing import Callable, Iterable, Iterator, Mapping
 import numpy as np
 
 from dhde.evaluation import datasets, metrics
+from dhde.evaluation.error_budget import sigma_error_budget
 from dhde.evaluation.report import side_by_side_panel, write_report
 
 DATASETS = ("cuhk", "rtf", "synthetic")
@@ -38,7 +41,9 @@ LOADERS = ("tfds", "direct")
 ROOT = Path(__file__).resolve().parents[2]
 SIGMA_DATASETS = ("rtf", "synthetic")
 
-Method = Callable[[np.ndarray], np.ndarray]
+Method = Callable[[np.ndarray], object]  # -> (H, W) map, or a result with .defocus
+#: Metrics shown in a panel's title.
+_TITLE_KEYS = ("accuracy", "best_accuracy", "mae", "sigma_mae", "oracle_mae")
 
 
 def default_root(name: str) -> Path | None:
@@ -114,8 +119,7 @@ def make_methods(names: Iterable[str], model=None, options=None, *, size_multipl
         if n == "dhde":
             def dhde_map(image, _m=model):
                 m = _m if isinstance(_m, DefocusModel) or _m is None else _m()
-                return np.asarray(estimate_defocus(image, m, options=options,
-                                                   size_multiple=size_multiple).defocus)
+                return estimate_defocus(image, m, options=options, size_multiple=size_multiple)
             methods[n] = dhde_map
         elif n == "laplacian":
             methods[n] = lambda image: np.asarray(laplacian_baseline(image, window=window))
@@ -162,23 +166,26 @@ class _SigmaError:
     def __init__(self):
         self.per_image: dict[str, dict] = {}
 
-    def update(self, name, d, gt) -> dict:
-        r = {"sigma_mae": metrics.sigma_mae(d, gt)}
+    def update(self, name, d, gt, extra=None) -> dict:
+        r = {"sigma_mae": metrics.sigma_mae(d, gt), **(extra or {})}
         self.per_image[name] = r
         return r
 
     def summary(self) -> dict:
         if not self.per_image:
             return {"n_images": 0}
-        return {"sigma_mae": float(np.mean([x["sigma_mae"] for x in self.per_image.values()])),
-                "n_images": len(self.per_image)}
+        rows = list(self.per_image.values())
+        keys = dict.fromkeys(k for r in rows for k in r)  # sigma_mae first, then the budget
+        out = {k: float(np.nanmean([r.get(k, np.nan) for r in rows])) if any(
+            np.isfinite(r.get(k, np.nan)) for r in rows) else float("nan") for k in keys}
+        return {**out, "n_images": len(rows)}
 
 
 def evaluate_dataset(name: str, examples: Iterable[Mapping], methods: Mapping[str, Method], *,
                      panel_dir=None, max_panels: int | None = 8, alpha: float = metrics.DEFAULT_ALPHA,
                      n_thresholds: int = metrics.DEFAULT_N_THRESHOLDS, beta2: float = metrics.DEFAULT_BETA2,
                      average: str = "images", baseline_sigma_range=(0.5, 2.0),
-                     progress: bool = True) -> tuple[dict, dict, list]:
+                     budget_options=None, progress: bool = True) -> tuple[dict, dict, list]:
     """Runs every method on every example and scores it.
 
     Args:
@@ -188,6 +195,9 @@ def evaluate_dataset(name: str, examples: Iterable[Mapping], methods: Mapping[st
         score and is min-max rescaled onto ``baseline_sigma_range`` before scoring.
       panel_dir: where ``<name>_<method>.png`` side-by-side panels go (None = no panels).
       max_panels: panels for the first this many images (None = all).
+      budget_options: the EstimateOptions of the ``dhde`` results; on sigma data sets a method
+        that returns a result with sparse points then also gets
+        :func:`~dhde.evaluation.error_budget.sigma_error_budget` (None = no budget).
 
     Returns:
       (``{method: summary metrics}``, ``{method: {image: metrics}}``, failures as a list of
@@ -204,16 +214,23 @@ def evaluate_dataset(name: str, examples: Iterable[Mapping], methods: Mapping[st
         gt = ex["sigma_map"] if sigma_units else ex["mask"]
         for m, fn in methods.items():
             try:
-                d = np.asarray(fn(image), np.float32)
+                out = fn(image)
+                d = np.asarray(getattr(out, "defocus", out), np.float32)
                 if d.shape != image.shape[:2]:
                     raise ValueError(f"{m} returned a {d.shape} map for a {image.shape[:2]} image")
                 if not np.all(np.isfinite(d)):
                     raise ValueError(f"{m} returned a map with NaN or infinite values")
                 if sigma_units and m != "dhde":
                     d = metrics.rescale_map(d, baseline_sigma_range)
-                r = acc[m].update(ex_name, d, gt)
+                if sigma_units:
+                    extra = None
+                    if budget_options is not None and hasattr(out, "mask"):
+                        extra = sigma_error_budget(out, gt, budget_options)
+                    r = acc[m].update(ex_name, d, gt, extra)
+                else:
+                    r = acc[m].update(ex_name, d, gt)
                 if panel_dir is not None and (max_panels is None or i < int(max_panels)):
-                    score = ", ".join(f"{k} {v:.3f}" for k, v in r.items())
+                    score = ", ".join(f"{k} {v:.3f}" for k, v in r.items() if k in _TITLE_KEYS)
                     kw = {}
                     if sigma_units:
                         kw = {"vmin": float(min(d.min(), gt.min())), "vmax": float(max(d.max(), gt.max()))}
@@ -293,7 +310,8 @@ def run_evaluation(cfg: Mapping, out_dir) -> dict:
             alpha=float(cfg.get("alpha", metrics.DEFAULT_ALPHA)),
             n_thresholds=int(cfg.get("n_thresholds", metrics.DEFAULT_N_THRESHOLDS)),
             beta2=float(cfg.get("beta2", metrics.DEFAULT_BETA2)), average=cfg.get("average", "images"),
-            baseline_sigma_range=tuple(base.get("sigma_range", (0.5, 2.0))))
+            baseline_sigma_range=tuple(base.get("sigma_range", (0.5, 2.0))),
+            budget_options=opts if cfg.get("error_budget", True) else None)
         for m in summ:
             results[f"{name} / {m}"] = summ[m]
             per_image[f"{name} / {m}"] = per[m]
@@ -308,7 +326,10 @@ def run_evaluation(cfg: Mapping, out_dir) -> dict:
              "CUHK: accuracy = Eq. 13 segmentation at alpha; best accuracy over a threshold sweep of the "
              "normalised map; max F with beta^2 = 0.3; MAE of the min-max normalised map vs the 0/1 mask. "
              "RTF / synthetic: MAE in sigma (px); the laplacian score is min-max rescaled onto "
-             f"{tuple(base.get('sigma_range', (0.5, 2.0)))} px first.", *notes]
+             f"{tuple(base.get('sigma_range', (0.5, 2.0)))} px first. Error budget of dhde on these "
+             "(dhde.evaluation.error_budget): sparse_mae / filtered_mae at the sparse points, oracle_mae "
+             "= the map propagated from the ground truth at the same points (a perfect classifier), "
+             f"far_fraction / far_mae = pixels more than 30 px from every sparse point.", *notes]
     if failures:
         notes.append(f"{len(failures)} failure(s): " + "; ".join(
             f"{f['dataset']}/{f['name']} ({f['method']}): {f['error']}" for f in failures[:10]))
