@@ -33,7 +33,8 @@ SHARED_MAX_PIXELS = 3_000_000
 def _classify_scale(image, scales, scale: int, small: bool, model: DefocusModel, chunk: int, probs, deep_fn=None):
     """Accumulates (H*W, 11) probabilities of the pixels whose scale map equals ``scale``.
 
-    deep_fn(ctx, coords) -> (N, 25) deep features, or None for the model's own per-patch CNN.
+    deep_fn(cnn, coords) -> (N, 25) deep features from the patches' CNN input (``scale_features``'
+    ``cnn``, (N, 27, 27, 3)) and centres, or None for the model's own per-patch CNN.
     """
     h, w = scales.shape
     flat = scales.reshape(-1) == scale
@@ -51,7 +52,7 @@ def _classify_scale(image, scales, scale: int, small: bool, model: DefocusModel,
         if deep_fn is None:
             p = model.probabilities(f.hand, f.cnn)
         else:
-            p = model.probabilities_from_deep(f.hand, deep_fn(ctx, coords))
+            p = model.probabilities_from_deep(f.hand, deep_fn(f.cnn, coords))
         target = jnp.where(valid, sel, h * w)  # invalid rows go to a dump row
         return i + 1, probs.at[target].set(p, mode="drop")
 
@@ -69,11 +70,12 @@ def _shared_deep(image, model: DefocusModel, small: bool):
     if small:
         if cfg.small_padding != "replicate":
             return None
-        return lambda ctx, coords: deep_shared.deep_feature_small(params, jnp.round(ctx[:, 1:-1, 1:-1] * 255.0))
+        o = (LARGE - SMALL) // 2  # the 15x15 patch inside its replicate-padded CNN input
+        return lambda cnn, coords: deep_shared.deep_feature_small(params, cnn[:, o:o + SMALL, o:o + SMALL])
     if image.shape[0] * image.shape[1] > SHARED_MAX_PIXELS:
         return None
-    maps = deep_shared._pool1_maps(params, jnp.round(image * 255.0))
-    return lambda ctx, coords: deep_shared.deep_feature_large_at(params, maps, coords)
+    maps = deep_shared.pool1_maps(params, jnp.round(image * 255.0))  # as features.pipeline.cnn_input
+    return lambda cnn, coords: deep_shared.deep_feature_large_at(params, maps, coords)
 
 
 def classify_edges(image, scales, model: DefocusModel, chunk: int = 2048, shared_first_layer: bool = True):

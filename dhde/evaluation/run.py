@@ -31,7 +31,7 @@ from typing import Callable, Iterable, Iterator, Mapping
 import numpy as np
 
 from dhde.evaluation import datasets, metrics
-from dhde.evaluation.error_budget import sigma_error_budget
+from dhde.evaluation.error_budget import FAR, sigma_error_budget
 from dhde.evaluation.report import side_by_side_panel, write_report
 
 DATASETS = ("cuhk", "rtf", "synthetic")
@@ -166,8 +166,8 @@ class _SigmaError:
     def __init__(self):
         self.per_image: dict[str, dict] = {}
 
-    def update(self, name, d, gt, extra=None) -> dict:
-        r = {"sigma_mae": metrics.sigma_mae(d, gt), **(extra or {})}
+    def update(self, name, d, gt) -> dict:
+        r = {"sigma_mae": metrics.sigma_mae(d, gt)}
         self.per_image[name] = r
         return r
 
@@ -175,9 +175,10 @@ class _SigmaError:
         if not self.per_image:
             return {"n_images": 0}
         rows = list(self.per_image.values())
-        keys = dict.fromkeys(k for r in rows for k in r)  # sigma_mae first, then the budget
-        out = {k: float(np.nanmean([r.get(k, np.nan) for r in rows])) if any(
-            np.isfinite(r.get(k, np.nan)) for r in rows) else float("nan") for k in keys}
+        out = {}
+        for k in dict.fromkeys(k for r in rows for k in r):  # sigma_mae first, then the budget
+            v = np.array([r.get(k, np.nan) for r in rows], np.float64)  # far_mae may be NaN
+            out[k] = float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
         return {**out, "n_images": len(rows)}
 
 
@@ -222,13 +223,9 @@ def evaluate_dataset(name: str, examples: Iterable[Mapping], methods: Mapping[st
                     raise ValueError(f"{m} returned a map with NaN or infinite values")
                 if sigma_units and m != "dhde":
                     d = metrics.rescale_map(d, baseline_sigma_range)
-                if sigma_units:
-                    extra = None
-                    if budget_options is not None and hasattr(out, "mask"):
-                        extra = sigma_error_budget(out, gt, budget_options)
-                    r = acc[m].update(ex_name, d, gt, extra)
-                else:
-                    r = acc[m].update(ex_name, d, gt)
+                r = acc[m].update(ex_name, d, gt)  # the per-image record, kept by acc[m]
+                if sigma_units and budget_options is not None and hasattr(out, "mask"):
+                    r.update(sigma_error_budget(out, gt, budget_options))
                 if panel_dir is not None and (max_panels is None or i < int(max_panels)):
                     score = ", ".join(f"{k} {v:.3f}" for k, v in r.items() if k in _TITLE_KEYS)
                     kw = {}
@@ -329,7 +326,7 @@ def run_evaluation(cfg: Mapping, out_dir) -> dict:
              f"{tuple(base.get('sigma_range', (0.5, 2.0)))} px first. Error budget of dhde on these "
              "(dhde.evaluation.error_budget): sparse_mae / filtered_mae at the sparse points, oracle_mae "
              "= the map propagated from the ground truth at the same points (a perfect classifier), "
-             f"far_fraction / far_mae = pixels more than 30 px from every sparse point.", *notes]
+             f"far_fraction / far_mae = pixels more than {FAR:g} px from every sparse point.", *notes]
     if failures:
         notes.append(f"{len(failures)} failure(s): " + "; ".join(
             f"{f['dataset']}/{f['name']} ({f['method']}): {f['error']}" for f in failures[:10]))

@@ -34,6 +34,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from dhde.features.blocks import map_in_blocks
+
 #: Input side and channels, and output width of the deep feature.
 PATCH, CHANNELS, DEEP_WIDTH = 27, 3, 25
 #: (name, kernel side, input channels, output channels) of the four convolutions.
@@ -141,20 +143,8 @@ def _forward_matmul(p: dict, x: jax.Array) -> jax.Array:
     return _after_layer1(p, _layer1(p, x))
 
 
-def _in_blocks(fn, x: jax.Array, chunk: int) -> jax.Array:
-    """Applies fn (B, ...) -> (B, ...) to x in blocks of ``chunk`` rows (``lax.map``), so the
-    large first-layer activations of one block stay in cache; 0 or n <= chunk: one call."""
-    n = x.shape[0]
-    if chunk <= 0 or n <= chunk:
-        return fn(x)
-    blocks = -(-n // chunk)
-    xb = jnp.pad(x, ((0, blocks * chunk - n),) + ((0, 0),) * (x.ndim - 1))
-    out = lax.map(fn, xb.reshape((blocks, chunk) + x.shape[1:]))
-    return out.reshape((blocks * chunk,) + out.shape[2:])[:n]
-
-
 def _forward_fast(p: dict, x: jax.Array, chunk: int) -> jax.Array:
-    return _in_blocks(partial(_forward_matmul, p), x, chunk)
+    return map_in_blocks(partial(_forward_matmul, p), x, chunk)
 
 
 class _ConvParams(nn.Module):

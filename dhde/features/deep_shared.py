@@ -35,6 +35,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from dhde.features import deep
+from dhde.features.blocks import map_in_blocks
 
 #: Patch geometry: large side, its radius, conv1 output side, pooled side.
 _SIDE, _RADIUS, _CONV, _POOLED = 27, 13, 25, 9
@@ -176,7 +177,7 @@ def deep_feature_small(params: dict, small255: jax.Array, chunk: int = CHUNK) ->
       rounding.
     """
     _check_small(small255)
-    return deep._in_blocks(partial(_features_small, params), small255, chunk)
+    return map_in_blocks(partial(_features_small, params), small255, chunk)
 
 
 def deep_feature_large_at(params: dict, maps: Pool1Maps, coords: jax.Array, chunk: int = CHUNK) -> jax.Array:
@@ -192,4 +193,4 @@ def deep_feature_large_at(params: dict, maps: Pool1Maps, coords: jax.Array, chun
       (N, 25) float32, ``DeepFeature()`` of the replicate-cut patches up to float32 rounding.
     """
     _check_coords(coords)
-    return deep._in_blocks(lambda c: deep._after_layer1(params, large_pool1_at(maps, c)), coords, chunk)
+    return map_in_blocks(lambda c: deep._after_layer1(params, large_pool1_at(maps, c)), coords, chunk)

@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from dhde.features.blocks import map_in_blocks
 from dhde.features.normalize import log_l1_normalize
 
 METHODS = ("svd", "bidiag")
@@ -112,22 +113,11 @@ def _top_singular_values(d: jax.Array, e: jax.Array, n: int) -> jax.Array:
     return jnp.expm1(0.5 * (lo + hi))
 
 
-def _blocked(fn, x, block: int):
-    """Applies fn (B, ...) -> (B, ...) pytree to x in blocks of ``block`` rows (lax.map)."""
-    n = x.shape[0]
-    if n <= block:
-        return fn(x)
-    nb = -(-n // block)
-    xb = jnp.pad(x, ((0, nb * block - n),) + ((0, 0),) * (x.ndim - 1)).reshape((nb, block) + x.shape[1:])
-    out = lax.map(fn, xb)
-    return jax.tree.map(lambda o: o.reshape((nb * block,) + o.shape[2:])[:n], out)
-
-
 def _singular_values_bidiag(p: jax.Array, n: int) -> jax.Array:
-    d, e = _blocked(_bidiagonalize, p, _BIDIAG_BLOCK)
+    d, e = map_in_blocks(_bidiagonalize, p, _BIDIAG_BLOCK)
     de = jnp.concatenate([d, e], axis=1)
     w = p.shape[1]
-    return _blocked(lambda b: _top_singular_values(b[:, :w].T, b[:, w:].T, n).T, de, _BISECT_BLOCK)
+    return map_in_blocks(lambda b: _top_singular_values(b[:, :w].T, b[:, w:].T, n).T, de, _BISECT_BLOCK)
 
 
 @partial(jax.jit, static_argnames=("n", "method"))
