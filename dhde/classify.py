@@ -64,7 +64,7 @@ def _classify_scale(image, scales, scale: int, small: bool, model: DefocusModel,
 def _shared_deep(image, model: DefocusModel, small: bool):
     """deep_fn for :func:`_classify_scale` sharing the first layer, or None where not exact."""
     cfg = model.config
-    if not cfg.uses_deep:
+    if not cfg.uses_deep or cfg.normalize != "none":  # per-patch normalisation: nothing to share
         return None
     params = model.params["deep"]
     if small:

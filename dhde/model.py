@@ -40,6 +40,9 @@ class ModelConfig:
       quantize_uint8: round and saturate the scaled hand-crafted features to 0..255 (released
         model: True).
       relu_logits: ReLU on the 11 logits (released model: True).
+      normalize: "none" (paper) or "patch": every patch is contrast-normalised to its own value
+        range before all features (``dhde.features.pipeline.normalize_context``), which makes the
+        features invariant to exposure gain and offset.
     """
 
     feature_set: str = "B"
@@ -53,6 +56,7 @@ class ModelConfig:
     hand_scale: float = 1.0
     quantize_uint8: bool = False
     relu_logits: bool = False
+    normalize: str = "none"
 
     def __post_init__(self):
         parse_feature_set(self.feature_set)  # raises on unknown names
@@ -64,6 +68,8 @@ class ModelConfig:
             raise ValueError(
                 f"small_padding must be 'replicate' or 'zero', got {self.small_padding!r}"
             )
+        if self.normalize not in ("none", "patch"):
+            raise ValueError(f"normalize must be 'none' or 'patch', got {self.normalize!r}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))

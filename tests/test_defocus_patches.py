@@ -191,3 +191,48 @@ def test_in_memory_shuffle_raises_the_tfds_buffer_without_tensorflow(monkeypatch
     with pytest.raises(MemoryError, match="install tensorflow"):
         with in_memory_shuffle():
             raise ModuleNotFoundError("No module named 'tensorflow'", name="tensorflow")
+
+
+def test_make_config_validates_and_names_camera_options():
+    base = make_config()
+    assert base.name == "skimage_1a4d66_m300_iall_s0_d3p_n3"  # unchanged for the old defaults
+    c = make_config(gain_min=0.1, offset=0.03, jpeg=0.5, disk=0.3, screen=True, phases=4)
+    assert c.name != base.name and "_scr" in c.name and "p4" in c.name
+    assert c.camera().active
+    for kw, match in [
+        (dict(gain_min=0), "gain_min"), (dict(jpeg=1.5), "jpeg"), (dict(disk=2), "disk"),
+        (dict(phases=0), "phases"), (dict(max_per_scale=0), "max_per_scale"), (dict(source=""), "source"),
+        (dict(downscale=0), "downscale"), (dict(jpeg_min=99, jpeg_max=60), "jpeg_min"),
+    ]:
+        with pytest.raises((ValueError, TypeError), match=match):
+            make_config(**kw)
+
+
+def test_image_phases():
+    from dhde.data.defocus_patches import image_phases
+
+    assert len(image_phases("a", 3, True)) == 9 and image_phases("a", 3, False) == [(0, 0)]
+    p = image_phases("a", 3, 4)
+    assert len(p) == 4 and len(set(p)) == 4 and p == image_phases("a", 3, 4)
+    assert image_phases("a", 2, 9) == image_phases("a", 2, True)
+    with pytest.raises(ValueError, match="phases"):
+        image_phases("a", 3, 0)
+
+
+def test_blurred_patches_with_camera_and_disk(rng):
+    from dhde.data.camera import CameraConfig
+    from dhde.data.defocus_patches import blurred_context_patches
+
+    img = rng.random((60, 64, 3)).astype(np.float32)
+    coords = np.array([[30, 30], [20, 40], [45, 15]], np.int32)
+    cam = CameraConfig(gain_min=0.2, offset=0.02, noise=2.0, jpeg=0.5)
+    a = blurred_context_patches(img, coords, rng=np.random.default_rng(1), camera=cam, disk=0.5)
+    b = blurred_context_patches(img, coords, rng=np.random.default_rng(1), camera=cam, disk=0.5)
+    assert a.shape == (NUM_LABELS, 3, 29, 29, 3) and a.dtype == np.uint8
+    np.testing.assert_array_equal(a, b)  # reproducible from the rng
+    clean = blurred_context_patches(img, coords)
+    assert np.abs(a.astype(int) - clean.astype(int)).mean() > 5
+    with pytest.raises(ValueError, match="rng"):
+        blurred_context_patches(img, coords, camera=cam)
+    with pytest.raises(ValueError, match="disk"):
+        blurred_context_patches(img, coords, rng=rng, disk=1.5)

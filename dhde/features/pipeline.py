@@ -56,13 +56,52 @@ def patch_gradient_magnitude(gray_ctx: jax.Array, method: str = "forward") -> ja
     raise ValueError(f"gradient method must be 'forward' or 'sobel', got {method!r}")
 
 
-def cnn_input(rgb_ctx: jax.Array, small_padding: str = "replicate") -> jax.Array:
+#: Smallest value range (of 1) a patch is stretched from by ``normalize="patch"``: about the
+#: contrast of the weakest edge the estimation thresholds pass in a dark photograph.
+NORMALIZE_FLOOR = 4.0 / 255.0
+
+NORMALIZATIONS = ("none", "patch")
+
+
+def normalize_context(rgb_ctx: jax.Array, floor: float = NORMALIZE_FLOOR) -> jax.Array:
+    """Per-patch contrast normalisation: (rgb - lo) / max(hi - lo, floor).
+
+    ``lo`` and ``hi`` are the minimum and maximum of the value channel (max over RGB) inside the
+    patch (the context ring excluded), so the patch's value channel spans exactly [0, 1]
+    whatever the exposure: an exposure gain g and offset b (``g * x + b``) give the same
+    output for every patch whose range ``g * (hi - lo)`` is above the floor. Other channels and
+    the ring may leave [0, 1] slightly (they are not clipped).
+
+    Args:
+      rgb_ctx: (N, w + 2, w + 2, 3) float32 context patches in [0, 1].
+      floor: smallest range divided by (avoids amplifying flat, noisy patches).
+
+    Returns:
+      (N, w + 2, w + 2, 3) float32.
+    """
+    v = jnp.max(rgb_ctx[:, 1:-1, 1:-1], axis=-1)
+    lo = jnp.min(v, axis=(1, 2))[:, None, None, None]
+    hi = jnp.max(v, axis=(1, 2))[:, None, None, None]
+    return (rgb_ctx - lo) / jnp.maximum(hi - lo, floor)
+
+
+def _check_normalize(normalize: str) -> None:
+    if normalize not in NORMALIZATIONS:
+        raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {normalize!r}")
+
+
+def cnn_input(rgb_ctx: jax.Array, small_padding: str = "replicate", normalize: str = "none") -> jax.Array:
     """The deep feature's input: (N, 27, 27, 3) RGB in 0..255 (rounded, as uint8 in the code).
 
     Args:
       rgb_ctx: (N, w + 2, w + 2, 3) context patches in [0, 1], w = 27 or 15.
       small_padding: how 15x15 patches reach 27x27: "replicate" (code) or "zero" (paper).
+      normalize: "none" (paper) or "patch": :func:`normalize_context` first (values may then
+        leave 0..255 slightly in the non-maximal channels).
     """
+    _check_normalize(normalize)
+    if normalize == "patch":
+        rgb_ctx = normalize_context(rgb_ctx)
     p = jnp.round(rgb_ctx[:, 1:-1, 1:-1] * 255.0)
     if p.shape[1] == SMALL:
         p = pad_small_to_large(p, mode=small_padding)
@@ -70,7 +109,7 @@ def cnn_input(rgb_ctx: jax.Array, small_padding: str = "replicate") -> jax.Array
 
 
 def patch_bins(
-    rgb_ctx: jax.Array, components: tuple[str, ...], gradient: str = "forward"
+    rgb_ctx: jax.Array, components: tuple[str, ...], gradient: str = "forward", normalize: str = "none"
 ) -> dict[str, jax.Array]:
     """Normalised hand-crafted feature bins of context patches of one side.
 
@@ -78,6 +117,8 @@ def patch_bins(
       rgb_ctx: (N, w + 2, w + 2, 3) float32 in [0, 1], w = 27 (25 bins) or 15 (13 bins).
       components: any of "D", "G", "S" (others ignored).
       gradient: "forward" or "sobel".
+      normalize: "none" (paper) or "patch" (:func:`normalize_context` first: the gradient
+        histogram, DCT and singular values are then relative to the patch's own range).
 
     Returns:
       {component: (N, n_bins) float32}, each row log1p + L1 normalised.
@@ -86,6 +127,9 @@ def patch_bins(
     if w not in BINS:
         raise ValueError(f"context patches must be {LARGE + 2} or {SMALL + 2} wide, got {w + 2}")
     n = BINS[w]
+    _check_normalize(normalize)
+    if normalize == "patch":
+        rgb_ctx = normalize_context(rgb_ctx)
     gray_ctx = jnp.max(rgb_ctx, axis=-1)
     gray = gray_ctx[:, 1:-1, 1:-1]
     out = {}
@@ -160,8 +204,8 @@ def context_hand(rgb_ctx29: jax.Array, is_small: jax.Array, config) -> jax.Array
         is_small = jnp.zeros_like(is_small)
         small = None
     else:
-        small = patch_bins(_small_context(rgb_ctx29), comps, config.gradient)
-    large = patch_bins(rgb_ctx29, comps, config.gradient)
+        small = patch_bins(_small_context(rgb_ctx29), comps, config.gradient, config.normalize)
+    large = patch_bins(rgb_ctx29, comps, config.gradient, config.normalize)
     return encode_hand(
         large, small, is_small, comps, config.encoding, config.c_large, config.c_small
     )
@@ -172,10 +216,10 @@ def context_cnn(rgb_ctx29: jax.Array, is_small: jax.Array, config) -> jax.Array:
     _check_context(rgb_ctx29)
     if not config.uses_deep:
         return jnp.zeros((rgb_ctx29.shape[0], LARGE, LARGE, 3), jnp.float32)
-    big = cnn_input(rgb_ctx29)
+    big = cnn_input(rgb_ctx29, normalize=config.normalize)
     if config.encoding == "single_scale":
         return big
-    sm = cnn_input(_small_context(rgb_ctx29), config.small_padding)
+    sm = cnn_input(_small_context(rgb_ctx29), config.small_padding, config.normalize)
     return jnp.where(is_small[:, None, None, None], sm, big)
 
 
@@ -196,14 +240,14 @@ def scale_features(rgb_ctx: jax.Array, small: bool, config) -> PatchFeatures:
     """
     n = rgb_ctx.shape[0]
     comps = config.hand_components
-    bins = patch_bins(rgb_ctx, comps, config.gradient)
+    bins = patch_bins(rgb_ctx, comps, config.gradient, config.normalize)
     is_small = jnp.full((n,), small)
     hand = encode_hand(
         None if small else bins, bins if small else None, is_small, comps,
         config.encoding, config.c_large, config.c_small,
     )
     if config.uses_deep:
-        cnn = cnn_input(rgb_ctx, config.small_padding)
+        cnn = cnn_input(rgb_ctx, config.small_padding, config.normalize)
     else:
         cnn = jnp.zeros((n, LARGE, LARGE, 3), jnp.float32)
     return PatchFeatures(hand, cnn)

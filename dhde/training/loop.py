@@ -65,6 +65,7 @@ def model_config(cfg) -> ModelConfig:
         hidden=tuple(m.get("hidden", (300, 150))),
         dropout=float(m.get("dropout", 0.5)),
         hand_scale=float(m.get("hand_scale", 1.0)),
+        normalize=str(m.get("normalize", "none")),
     )
 
 

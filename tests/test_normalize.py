@@ -1,0 +1,90 @@
+"""Per-patch contrast normalisation (model option normalize="patch"): reference, invariance, jit."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dhde.features.pipeline import (
+    NORMALIZE_FLOOR, cnn_input, context_features, normalize_context, patch_bins, scale_features,
+)
+from dhde.model import ModelConfig
+
+
+def _ref(ctx, floor=NORMALIZE_FLOOR):
+    out = np.empty_like(ctx)
+    for n in range(len(ctx)):
+        v = ctx[n, 1:-1, 1:-1].max(-1)
+        out[n] = (ctx[n] - v.min()) / max(v.max() - v.min(), floor)
+    return out
+
+
+def _patches(rng, n=6, side=29):
+    base = rng.random((n, side, side, 3)).astype(np.float32) * 0.5 + 0.25
+    return base
+
+
+def test_normalize_matches_loop_and_jit(rng):
+    x = _patches(rng)
+    x[0] = 0.5  # a flat patch: divided by the floor, not by zero
+    got = np.asarray(normalize_context(jnp.asarray(x)))
+    np.testing.assert_allclose(got, _ref(x), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(jax.jit(normalize_context)(jnp.asarray(x))), got, atol=1e-6)
+    v = got[1:, 1:-1, 1:-1].max(-1)
+    np.testing.assert_allclose(v.min(axis=(1, 2)), 0, atol=1e-6)
+    np.testing.assert_allclose(v.max(axis=(1, 2)), 1, atol=1e-6)
+    assert np.isfinite(got[0]).all()
+    # vmap over a batch axis == a loop
+    vm = jax.vmap(normalize_context)(jnp.asarray(x).reshape(2, 3, 29, 29, 3))
+    np.testing.assert_allclose(np.asarray(vm).reshape(got.shape), got, atol=1e-6)
+
+
+@pytest.mark.parametrize("gain,offset", [(0.25, 0.0), (0.1, 0.05), (0.5, -0.1)])
+def test_features_invariant_to_exposure(rng, gain, offset):
+    x = _patches(rng)
+    y = x * gain + offset + 0.3  # still positive
+    for side in (29, 17):
+        xs, ys = x[:, :side, :side], y[:, :side, :side]
+        a = patch_bins(jnp.asarray(xs), ("D", "G", "S"), normalize="patch")
+        b = patch_bins(jnp.asarray(ys), ("D", "G", "S"), normalize="patch")
+        for k in a:
+            np.testing.assert_allclose(np.asarray(a[k]), np.asarray(b[k]), atol=2e-4)
+        # the unnormalised features do move (the test can fail)
+        a0 = patch_bins(jnp.asarray(xs), ("G",))["G"]
+        b0 = patch_bins(jnp.asarray(ys), ("G",))["G"]
+        assert np.abs(np.asarray(a0) - np.asarray(b0)).max() > 1e-2
+    ca = cnn_input(jnp.asarray(x), normalize="patch")
+    cb = cnn_input(jnp.asarray(y), normalize="patch")
+    assert np.abs(np.asarray(ca) - np.asarray(cb)).max() <= 1.0  # rounding to 0..255 only
+
+
+def test_model_option_reaches_both_paths(rng):
+    cfg = ModelConfig(normalize="patch")
+    x = jnp.asarray(_patches(rng, 4))
+    f_train = context_features(x, jnp.zeros(4, bool), cfg)
+    f_inf = scale_features(x, False, cfg)
+    np.testing.assert_allclose(np.asarray(f_train.hand), np.asarray(f_inf.hand), atol=1e-6)
+    np.testing.assert_array_equal(np.asarray(f_train.cnn), np.asarray(f_inf.cnn))
+    plain = scale_features(x, False, ModelConfig())
+    assert np.abs(np.asarray(plain.hand) - np.asarray(f_inf.hand)).max() > 1e-3
+    with pytest.raises(ValueError, match="normalize"):
+        ModelConfig(normalize="yes")
+    with pytest.raises(ValueError, match="normalize"):
+        patch_bins(x, ("D",), normalize="bad")
+
+
+def test_normalized_model_classifies_without_shared_layer(rng):
+    from dhde.classify import classify_edges
+    from dhde.model import init_model
+
+    model = init_model(ModelConfig(normalize="patch"), jax.random.key(0))
+    img = jnp.asarray(rng.random((40, 44, 3)).astype(np.float32))
+    scales = jnp.zeros((40, 44), jnp.int32).at[10:30:5, 12].set(1).at[20, 20:30:3].set(2)
+    a = classify_edges(img, scales, model, chunk=8)
+    b = classify_edges(img, scales, model, chunk=8, shared_first_layer=False)
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-6)
+    # exposure-invariant end to end (patch ranges are well above the floor)
+    c = classify_edges(img * 0.3 + 0.1, scales, model, chunk=8)
+    np.testing.assert_allclose(np.asarray(a), np.asarray(c), atol=2e-3)
