@@ -218,6 +218,17 @@ def source_entries(source: str, downscale: int, seed: int = 0) -> list[dict] | N
         elif part.startswith("folder:"):
             out.extend(screen_candidates(_folder_files(part[len("folder:"):]), downscale, seed,
                                          photos_only=False))
+        elif part.startswith("folders:"):
+            root = Path(part[len("folders:"):]).expanduser()
+            for split in SPLITS:
+                if not (root / split).is_dir():
+                    raise ValueError(f"split folder {str(root / split)!r} not found: a 'folders:' "
+                                     "source needs train/, validation/ and test/ sub-folders")
+                got = screen_candidates(_folder_files(str(root / split)), downscale, seed, photos_only=False)
+                for e in got:
+                    e["name"] = f"{split}/{e['name']}"
+                    e["split"] = split if e["kept"] else None
+                out.extend(got)
         else:
             continue
         screened = True
@@ -270,22 +281,23 @@ def tfds_images(
 
 
 def iter_source(source: str, split: str, *, data_dir=None, max_images=None, seed=0, downscale=3):
-    """Dispatches on the source spec: "skimage", "debian:PKG+PKG", "folder:/path" or
-    "tfds:name", or several of them joined by commas.
+    """Dispatches on the source spec: "skimage", "debian:PKG+PKG", "folder:/path",
+    "folders:/path" (its train/, validation/ and test/ sub-folders are the splits, as written
+    by ``experiments/make_bundle.py``) or "tfds:name", or several of them joined by commas.
 
     ``max_images`` limits each part separately. ``downscale`` is where screened parts measure.
     """
     for part in _parts(source):
         if part == "skimage":
             it = skimage_images(split)
-        elif part.startswith("debian:") or part.startswith("folder:"):
+        elif part.startswith(("debian:", "folder:", "folders:")):
             it = screened_images(source_entries(part, downscale, seed), split)
         elif part.startswith("tfds:"):
             it = tfds_images(part[len("tfds:"):], split, data_dir, max_images, seed)
         else:
             raise ValueError(
                 f"unknown training source {part!r}: use 'skimage', 'debian:PKG+PKG', "
-                "'folder:/path' or 'tfds:name' (several joined by commas)"
+                "'folder:/path', 'folders:/path' or 'tfds:name' (several joined by commas)"
             )
         for k, item in enumerate(it):
             if max_images is not None and k >= max_images:
