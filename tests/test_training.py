@@ -380,6 +380,9 @@ def test_classification_metrics_vs_loop():
         assert m[f"tolerance_accuracy_{nm}"] == pytest.approx(counts[s][1] / counts[s][0])
         assert m[f"exact_accuracy_{nm}"] == pytest.approx(counts[s][2] / counts[s][0])
     np.testing.assert_array_equal(m["confusion"], cm)
+    for k in range(11):
+        sel = label == k
+        assert m["tolerance_accuracy_per_level"][k] == pytest.approx(np.mean(np.abs(pred[sel] - k) <= 1))
     # tolerance 0.15 = one neighbouring level: |p - t| <= 1 exactly
     assert m["tolerance_accuracy"] == pytest.approx(np.mean(np.abs(pred - label) <= 1))
     with pytest.raises(ValueError, match="same length"):
