@@ -190,3 +190,12 @@ def test_evaluate_config_composes():
         cfg = compose("evaluate", overrides=["datasets=[cuhk]", "cuhk.root=/data/cuhk"])
     assert list(cfg.datasets) == ["cuhk"] and cfg.cuhk.root == "/data/cuhk"
     assert cfg.alpha == 0.3 and cfg.beta2 == 0.3 and list(cfg.methods) == list(run.METHODS)
+
+
+def test_target_lines():
+    lines = run.target_lines({"synthetic_wide / dhde": {"sigma_mae": 0.5}, "cuhk / dhde": {"accuracy": 0.9},
+                              "cuhk / dhde_prob": {"mae": 0.2}})
+    assert len(lines) == 3
+    assert "sigma_mae <= 0.6: 0.5000 -> met" in lines[0]
+    assert "accuracy >= 0.93: 0.9000 -> NOT met" in lines[1] and "NOT met" in lines[2]
+    assert run.target_lines({}) == []

@@ -317,6 +317,28 @@ def _level_panel(image, result, path: Path, title: str) -> Path:
     return path
 
 
+#: Issue 12's targets: (row, metric, "<=" or ">=", goal, protocol).
+TARGETS = (
+    ("synthetic_wide / dhde", "sigma_mae", "<=", 0.6, "sigma MAE (px), built-in scene, sigma 0.5-6 px"),
+    ("synthetic / dhde", "sigma_mae", "<=", 0.236, "sigma MAE (px), built-in scene, sigma 0.5-2 px (single level)"),
+    ("rtf / dhde", "sigma_mae", "<=", 0.12, "sigma MAE (px), RTF (single level: 0.120)"),
+    ("cuhk / dhde", "accuracy", ">=", 0.93, "paper protocol: Eq. 13 accuracy at alpha 0.3"),
+    ("cuhk / dhde", "max_f", ">=", 0.96, "dataset max F (beta^2 0.3) of the normalised map"),
+    ("cuhk / dhde_prob", "mae", "<=", 0.15, "literature protocol: MAE of the normalised blur probability"),
+)
+
+
+def target_lines(results: Mapping) -> list[str]:
+    """One line per issue-12 target present in ``results``: value, goal, met or not, protocol."""
+    lines = []
+    for row, key, op, goal, what in TARGETS:
+        if row in results and key in results[row]:
+            v = float(results[row][key])
+            ok = v <= goal if op == "<=" else v >= goal
+            lines.append(f"target {row} {key} {op} {goal:g}: {v:.4f} -> {'met' if ok else 'NOT met'} ({what})")
+    return lines
+
+
 def _jsonable(results: Mapping) -> dict:
     # thresholds start with -inf (not JSON): left out; precision / recall become lists
     return {k: {m: (v.tolist() if isinstance(v, np.ndarray) else v)
@@ -416,6 +438,7 @@ def run_evaluation(cfg: Mapping, out_dir) -> dict:
     if failures:
         notes.append(f"{len(failures)} failure(s): " + "; ".join(
             f"{f['dataset']}/{f['name']} ({f['method']}): {f['error']}" for f in failures[:10]))
+    notes += target_lines(results)
     write_report(results, out, title="dhde evaluation", notes="\n\n".join(notes))
     (out / "results.json").write_text(json.dumps(
         {"summary": _jsonable(results), "per_image": per_image, "failures": failures}, indent=2, default=str))
