@@ -88,6 +88,12 @@ def measure(opts, data, model, taus=(), size_multiple=32):
         lit = [metrics.binary_scores(d, g) for d, g in zip(maps, gts)]
         row.update({"acc": ev["accuracy"], "maxF": ev["max_f"], "litMAE": np.mean([x["mae"] for x in lit]),
                     "litF": np.mean([x["f"] for x in lit]), "IoU": np.mean([x["iou"] for x in lit])})
+        from dhde.applications.segmentation import segment_blur
+
+        for rule, kw in (("otsu", {}), ("abs1", {"tau": 1.0}), ("abs1.5", {"tau": 1.5})):
+            r = "otsu" if rule == "otsu" else "absolute"
+            row[f"acc_{rule}"] = float(np.mean([np.mean(np.asarray(segment_blur(d, rule=r, **kw)) == g)
+                                                for d, g in zip(maps, gts)]))
         for d, g, ex in zip(maps, gts, exs):
             per[f"cuhk/{ex['name']}"] = metrics.segmentation_accuracy(d, g)
         for t in taus:

@@ -72,7 +72,8 @@ class EstimateOptions:
       level_thresholds: Canny thresholds of a coarse level relative to "relative" its own maximum
         gradient (as the paper at full resolution) or "absolute" level 0's maximum gradient.
       level_rule: which level a point takes among its unsaturated estimates: "confidence" (the
-        most confident) or "finest".
+        most confident), "finest", or "range" (coarse to fine: a finer level only where the
+        coarser estimate lies in its reliable range; see ``pyramid.merge_levels``).
       coarse_points: "needed": classify a coarse level only where no finer level has an
         unsaturated estimate nearby (faster); "all": at every edge of every level.
       coarse_seeds: random seed points (section 6) per coarse level, in that level's edge-free
@@ -123,7 +124,7 @@ class EstimateOptions:
             raise TypeError(f"pre_blur must be a number, got {type(self.pre_blur).__name__}")
         if not (np.isfinite(self.pre_blur) and pyramid.MIN_PRE_BLUR < self.pre_blur <= 2.0):
             raise ValueError(f"pre_blur must lie in ({pyramid.MIN_PRE_BLUR:.3f}, 2.0] level px, got {self.pre_blur!r}")
-        for name, allowed in (("level_thresholds", ("relative", "absolute")), ("level_rule", ("confidence", "finest")),
+        for name, allowed in (("level_thresholds", ("relative", "absolute")), ("level_rule", ("confidence", "finest", "range")),
                               ("coarse_points", ("needed", "all"))):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")

@@ -40,6 +40,9 @@ from dhde.patches import LARGE
 DEFAULT_PRE_BLUR = 0.5
 #: The smallest possible pre-blur: the 2^k x 2^k block average alone (k -> inf: 1 / sqrt(12)).
 MIN_PRE_BLUR = 1.0 / math.sqrt(12.0)
+#: The largest reading (level px) a level is trusted with by the "range" rule of
+#: :func:`merge_levels`: below the top labels, where the classifier starts to saturate.
+RELIABLE_READING = 1.7
 #: A level must be at least this many pixels on each side (one large patch).
 MIN_LEVEL_SIDE = LARGE
 
@@ -258,7 +261,11 @@ def merge_levels(levels: list, shape, *, pre_blur: float, value: str, rule: str 
       pre_blur: the coarse levels' pre-blur (level px).
       value: ``"argmax"`` or ``"mean"`` (see ``dhde.sparse_map.point_sigma``).
       rule: ``"confidence"``: among the unsaturated estimates of a point, the most confident;
-        ``"finest"``: the finest unsaturated one.
+        ``"finest"``: the finest unsaturated one; ``"range"``: coarse to fine, start from the
+        coarsest estimate and step to the next finer available level while the current estimate
+        lies within that level's reliable range (``RELIABLE_READING`` at that level, converted),
+        i.e. a fine level is trusted only where the coarser one says the blur is small enough
+        for it (saturation is not needed as a signal).
 
     A point is a level-0 point or the representative pixel of a coarse point. At a point, level
     k offers the estimate of the most confident level-k point in the 3x3 neighbourhood of the
@@ -302,8 +309,20 @@ def merge_levels(levels: list, shape, *, pre_blur: float, value: str, rule: str 
         confs.append(c)
         probs_l.append(p)
     scores = jnp.stack(scores)
-    best = jnp.argmax(scores, axis=0)
     mask = jnp.max(scores, axis=0) >= 0
+    if rule == "range":
+        avail = scores >= 0
+        best = jnp.zeros(shape, jnp.int32)
+        for k in range(n):  # the coarsest available level
+            best = jnp.where(avail[k], k, best)
+        current = jnp.take_along_axis(jnp.stack(values), best[None], axis=0)[0]
+        for k in range(n - 2, -1, -1):  # step finer while the estimate is within level k's range
+            limit = RELIABLE_READING if k == 0 else float(to_full_sigma(np.float64(RELIABLE_READING), k, pre_blur))
+            step = avail[k] & (best > k) & (current <= limit)
+            best = jnp.where(step, k, best)
+            current = jnp.where(step, values[k], current)
+    else:
+        best = jnp.argmax(scores, axis=0)
     pick = lambda xs: jnp.take_along_axis(jnp.stack(xs), best[None], axis=0)[0]  # noqa: E731
     sparse = jnp.where(mask, jnp.maximum(pick(values), SIGMA_MIN), 0.0).astype(jnp.float32)
     conf = jnp.where(mask, pick(confs), 0.0).astype(jnp.float32)
