@@ -241,7 +241,8 @@ def _multiscale_sparse(image, model, key, opts, n_levels):
             scales = jnp.where(allowed, scales, 0)
         if k == 0:
             scales0 = scales
-        probs = classify_edges(img_k, scales, model, opts.chunk)
+        # coarse levels hold few points: smaller chunks, so the one padded chunk per scale is cheap
+        probs = classify_edges(img_k, scales, model, opts.chunk if k == 0 else max(64, opts.chunk // 8))
         mask = scales > 0
         conf = jnp.where(mask, jnp.max(probs, -1), 0.0)
         n_seeds = opts.seeds if k == 0 else opts.coarse_seeds
