@@ -24,9 +24,11 @@ from dhde.sparse_map import add_seed_points, random_seed_points, sparse_defocus_
 from dhde.matting import assemble_matting_laplacian, laplacian_apply, matting_laplacian_coefficients
 from dhde.propagation import PropagationResult, propagate
 from dhde.weighted_median import joint_weighted_median
+from dhde import pyramid
 from dhde.inference import (
     DefocusResult,
     EstimateOptions,
+    blur_probability,
     estimate_core,
     estimate_defocus,
     estimate_defocus_batch,
@@ -34,6 +36,7 @@ from dhde.inference import (
 from dhde.applications import (
     all_in_focus,
     magnify_blur,
+    otsu_threshold,
     overlay_mask,
     pseudo_depth,
     save_depth_png,

@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 @hydra.main(config_path="../conf", config_name="evaluate", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     from dhde.evaluation.report import markdown_table
-    from dhde.evaluation.run import run_evaluation
+    from dhde.evaluation.run import run_evaluation, target_lines
     from dhde.cli import use_compilation_cache
 
     use_compilation_cache(cfg.get("jax_cache"))
@@ -29,6 +29,7 @@ def main(cfg: DictConfig) -> None:
     out = HydraConfig.get().runtime.output_dir
     results = run_evaluation(OmegaConf.to_container(cfg, resolve=True), out)
     print(markdown_table(results))
+    print("\n".join(target_lines(results)))
     print(f"report: {os.path.join(out, 'report.md')}")
 
 

@@ -65,10 +65,11 @@ def fake_data(tmp_path, rng):
 
 
 def _cfg(cuhk_root, rtf_root, **kw) -> dict:
-    return {"datasets": ["cuhk", "rtf", "synthetic"], "methods": ["dhde", "laplacian"], "model": None,
-            "loader": "tfds", "data_dir": None, "limit": None, "max_panels": 1, "size_multiple": 32,
+    return {"datasets": ["cuhk", "rtf", "synthetic", "synthetic_wide"], "methods": ["dhde", "dhde_prob", "laplacian"],
+            "model": None, "loader": "tfds", "data_dir": None, "limit": None, "max_panels": 1, "size_multiple": 32,
             "cuhk": {"root": str(cuhk_root), "pattern": "out_of_focus*"}, "rtf": {"root": str(rtf_root)},
-            "synthetic": {"focus": "near", "downscale": 8}, "options": dict(OPTIONS), **kw}
+            "synthetic": {"focus": "near", "downscale": 8}, "synthetic_wide": {"focus": "near", "downscale": 8},
+            "options": dict(OPTIONS), **kw}
 
 
 def test_run_evaluation_writes_report(tmp_path, fake_data):
@@ -76,19 +77,25 @@ def test_run_evaluation_writes_report(tmp_path, fake_data):
     out = tmp_path / "out"
     # every image pads to 64x96 (size_multiple 32): one compilation of the estimator
     results = run.run_evaluation(_cfg(cuhk, rtf, model=random_model(2)), out)
-    assert set(results) == {f"{d} / {m}" for d in run.DATASETS for m in run.METHODS}
+    assert set(results) == {f"{d} / {m}" for d in run.DATASETS for m in run.METHODS
+                            if d == "cuhk" or m not in run.DETECTION_ONLY}
     for m in run.METHODS:
         r = results[f"cuhk / {m}"]
         assert r["n_images"] == 2
-        for k in ("accuracy", "best_accuracy", "max_f", "mae"):
+        for k in ("accuracy", "best_accuracy", "max_f", "mae", "f_05", "iou"):
             assert 0.0 <= r[k] <= 1.0, (m, k)
         assert r["best_accuracy"] >= max(r["accuracy"], 0.5) - 1e-12  # sweep includes all-blurred
         assert r["precision"].shape == r["recall"].shape == (257,)
-        for d in ("rtf", "synthetic"):
+        assert ("sigma_max_f" in r) == (m == "dhde")  # absolute sigma thresholds: sigma maps only
+        if m in run.DETECTION_ONLY:
+            continue
+        for d in ("rtf", "synthetic", "synthetic_wide"):
             assert results[f"{d} / {m}"]["n_images"] == 1 and results[f"{d} / {m}"]["sigma_mae"] >= 0
             # the error budget is dhde's only (the baseline has no sparse points)
             assert ("oracle_mae" in results[f"{d} / {m}"]) == (m == "dhde")
     assert 0 <= results["synthetic / dhde"]["far_fraction"] <= 1
+    # the wide scene is the same rendering with sigma up to 6 px: a larger error for the same map
+    assert results["synthetic_wide / laplacian"]["sigma_mae"] > results["synthetic / laplacian"]["sigma_mae"]
     report = (out / "report.md").read_text()
     assert "| cuhk / dhde |" in report and "| synthetic / laplacian |" in report
     assert "sigma MAE (px)" in report and "max F" in report and "oracle_mae" in report
@@ -96,7 +103,7 @@ def test_run_evaluation_writes_report(tmp_path, fake_data):
         assert im.format == "PNG" and min(im.size) > 100
     for d, name in [("cuhk", "out_of_focus0001"), ("rtf", "image_01"), ("synthetic", "stereo_motorcycle_near")]:
         for m in run.METHODS:
-            assert (out / "panels" / d / f"{name}_{m}.png").is_file()
+            assert (out / "panels" / d / f"{name}_{m}.png").is_file() == (d == "cuhk" or m not in run.DETECTION_ONLY)
     assert not (out / "panels" / "cuhk" / "out_of_focus0002_dhde.png").exists()  # max_panels 1
     saved = json.loads((out / "results.json").read_text())
     assert saved["failures"] == []
@@ -141,6 +148,7 @@ def test_perfect_and_failing_methods(tmp_path, fake_data):
                                             progress=False)
     r = summ["oracle"]
     assert r["accuracy"] == r["best_accuracy"] == r["max_f"] == 1.0 and r["mae"] == 0.0
+    assert r["f_05"] == r["iou"] == 1.0
     assert summ["flaky"] == {"n_images": 0}
     assert [f["error"].split(":")[0] for f in fails] == ["ValueError", "ValueError"]
     assert "no edges" in fails[0]["error"] and "NaN" in fails[1]["error"]
@@ -182,3 +190,12 @@ def test_evaluate_config_composes():
         cfg = compose("evaluate", overrides=["datasets=[cuhk]", "cuhk.root=/data/cuhk"])
     assert list(cfg.datasets) == ["cuhk"] and cfg.cuhk.root == "/data/cuhk"
     assert cfg.alpha == 0.3 and cfg.beta2 == 0.3 and list(cfg.methods) == list(run.METHODS)
+
+
+def test_target_lines():
+    lines = run.target_lines({"synthetic_wide / dhde": {"sigma_mae": 0.5}, "cuhk / dhde": {"accuracy": 0.9},
+                              "cuhk / dhde_prob": {"mae": 0.2}})
+    assert len(lines) == 3
+    assert "sigma_mae <= 0.6: 0.5000 -> met" in lines[0]
+    assert "accuracy >= 0.93: 0.9000 -> NOT met" in lines[1] and "NOT met" in lines[2]
+    assert run.target_lines({}) == []

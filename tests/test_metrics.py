@@ -296,3 +296,62 @@ def test_rescale_map():
     d = np.array([[1.0, 2.0], [3.0, 5.0]])
     np.testing.assert_allclose(M.rescale_map(d), 0.5 + 1.5 * (d - 1) / 4, rtol=1e-6)
     np.testing.assert_array_equal(M.rescale_map(np.full((2, 2), 4.0)), np.full((2, 2), 0.5, np.float32))
+
+
+# ----------------------------------------------------------------------------- literature protocol
+
+
+def _brute_binary(d, g, t, beta2):
+    lo, hi = d.min(), d.max()
+    tp = fp = fn = 0
+    err = 0.0
+    for x, y in zip(d.ravel(), g.ravel()):
+        n = 0.0 if hi <= lo else (x - lo) / (hi - lo)
+        err += abs(n - float(y))
+        pred = n > t
+        tp += pred and y
+        fp += pred and not y
+        fn += (not pred) and y
+    p = tp / (tp + fp) if tp + fp else 1.0
+    r = tp / (tp + fn) if tp + fn else 1.0
+    f = (1 + beta2) * p * r / (beta2 * p + r) if beta2 * p + r > 0 else 0.0
+    iou = tp / (tp + fp + fn) if tp + fp + fn else 1.0
+    return {"precision": p, "recall": r, "f": f, "iou": iou, "mae": err / d.size}
+
+
+def test_binary_scores_against_brute_force():
+    from dhde.evaluation.metrics import binary_scores
+
+    rng = np.random.default_rng(3)
+    for _ in range(5):
+        d = rng.random((9, 11)) * 3
+        g = rng.random((9, 11)) < 0.4
+        for t, b in ((0.5, 0.3), (0.2, 1.0)):
+            got = binary_scores(d, g, t, b)
+            ref = _brute_binary(d, g, t, b)
+            for k in ref:
+                assert got[k] == pytest.approx(ref[k], abs=1e-12), k
+    perfect = binary_scores(np.eye(6), np.eye(6, dtype=bool))
+    assert perfect == {"precision": 1.0, "recall": 1.0, "f": pytest.approx(1.0), "iou": 1.0, "mae": 0.0}
+    with pytest.raises(ValueError, match="threshold"):
+        binary_scores(np.eye(3), np.eye(3, dtype=bool), 1.5)
+    with pytest.raises(ValueError, match="shape"):
+        binary_scores(np.eye(3), np.eye(4, dtype=bool))
+
+
+def test_sigma_threshold_counts_against_loops():
+    from dhde.evaluation.metrics import sigma_threshold_counts
+    from dhde.labels import SIGMAS
+
+    rng = np.random.default_rng(4)
+    d = rng.uniform(0.4, 2.2, (7, 13))
+    d[0, 0] = SIGMAS[3]  # exactly at a threshold: not above it
+    g = rng.random((7, 13)) < 0.5
+    c = sigma_threshold_counts(d, g, SIGMAS)
+    for i, t in enumerate(SIGMAS):
+        assert c.tp[i] == sum(1 for x, y in zip(d.ravel(), g.ravel()) if x > t and y)
+        assert c.fp[i] == sum(1 for x, y in zip(d.ravel(), g.ravel()) if x > t and not y)
+    assert c.positives == g.sum() and c.negatives == (~g).sum()
+    np.testing.assert_array_equal(c.thresholds, SIGMAS.astype(np.float64))
+    with pytest.raises(ValueError, match="taus"):
+        sigma_threshold_counts(d, g, [])

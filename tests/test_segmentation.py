@@ -97,3 +97,63 @@ def test_validation(tmp_path, monkeypatch, fn, args, exc, match):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(exc, match=match):
         fn(*args)
+
+
+# ----------------------------------------------------------------------------- rules
+
+
+def _otsu_brute(values, nbins=256):
+    """Otsu by brute force over the bin centres: the split maximising the between-class
+    variance of the binned values (each value stands at its bin centre)."""
+    v = np.asarray(values, np.float64).ravel()
+    lo, hi = v.min(), v.max()
+    width = (hi - lo) / nbins
+    idx = np.clip(np.floor((v - lo) / width), 0, nbins - 1).astype(int)
+    centers = lo + width * (np.arange(nbins) + 0.5)
+    binned = centers[idx]
+    best, best_t = -1.0, None
+    for t in centers[:-1]:
+        a, b = binned[binned <= t], binned[binned > t]
+        if not a.size or not b.size:
+            continue
+        var = a.size * b.size * (a.mean() - b.mean()) ** 2
+        if var > best * (1 + 1e-9):
+            best, best_t = var, t
+    return best_t
+
+
+def test_otsu_rule_against_brute_force_and_skimage(rng):
+    from skimage.filters import threshold_otsu
+
+    from dhde.applications import otsu_threshold
+
+    for seed in range(3):
+        r = np.random.default_rng(seed)
+        d = np.where(r.random((30, 40)) < 0.4, r.lognormal(np.log(0.7), 0.15, (30, 40)),
+                     r.lognormal(np.log(3.0), 0.25, (30, 40))).astype(np.float32)
+        tau = float(otsu_threshold(d))
+        ref = np.exp(_otsu_brute(np.log(d.astype(np.float64))))
+        width = (np.log(d.max()) - np.log(d.min())) / 256
+        assert abs(np.log(tau) - np.log(ref)) <= width * 1.01  # the same bin (float32 binning)
+        sk = np.exp(threshold_otsu(np.log(d.astype(np.float64)), nbins=256))
+        assert abs(np.log(tau) - np.log(sk)) <= width * 1.01
+        mask = np.asarray(segment_blur(d, rule="otsu"))
+        np.testing.assert_array_equal(mask, d > np.float32(tau))
+        assert 0.3 < mask.mean() < 0.8  # the two populations are split
+
+
+def test_absolute_rule_and_errors(rng):
+    d = (0.5 + 3 * rng.random((8, 9))).astype(np.float32)
+    np.testing.assert_array_equal(np.asarray(segment_blur(d, rule="absolute", tau=1.7)), d > np.float32(1.7))
+    np.testing.assert_array_equal(np.asarray(segment_blur(d, rule="absolute")), d > np.float32(1.0))
+    with pytest.raises(ValueError, match="rule"):
+        segment_blur(d, rule="mean")
+    with pytest.raises(ValueError, match="tau"):
+        segment_blur(d, rule="alpha", tau=1.0)
+    with pytest.raises(ValueError, match="tau"):
+        segment_blur(d, rule="absolute", tau=0.0)
+    with pytest.raises(TypeError, match="tau"):
+        segment_blur(d, rule="absolute", tau="1")
+    with pytest.raises(ValueError, match="> 0"):
+        segment_blur(np.zeros((4, 4), np.float32), rule="otsu")
+    assert not np.asarray(segment_blur(np.ones((5, 5), np.float32), rule="otsu")).any()

@@ -10,6 +10,7 @@ from dhde.applications.depth import point_cloud, pseudo_depth, save_depth_png, s
 from dhde.applications.magnify import magnify_blur
 from dhde.applications.segmentation import (
     blur_threshold,
+    otsu_threshold,
     overlay_mask,
     segment_blur,
     tau_sweep_figure,
@@ -21,6 +22,7 @@ __all__ = [
     "all_in_focus",
     "blur_threshold",
     "magnify_blur",
+    "otsu_threshold",
     "overlay_mask",
     "point_cloud",
     "pseudo_depth",

@@ -1,8 +1,17 @@
-"""Blurred/sharp segmentation by thresholding the defocus map (paper 5.3, Eq. 13).
+"""Blurred/sharp segmentation by thresholding the defocus map (paper 5.3, Eq. 13, and beyond).
 
-``tau = alpha v_max + (1 - alpha) v_min`` with ``v_max``, ``v_min`` the extremes of the full
-defocus map; pixels whose defocus exceeds ``tau`` are blurred (white in the CUHK masks).
-The paper uses alpha = 0.3 and sweeps tau from sigma_1 to sigma_L for precision-recall.
+Three rules of :func:`segment_blur` (pixels whose defocus exceeds ``tau`` are blurred, white in
+the CUHK masks):
+
+* ``"alpha"`` (paper Eq. 13): ``tau = alpha v_max + (1 - alpha) v_min`` with ``v_max``, ``v_min``
+  the extremes of the map; alpha = 0.3. Relative: an image that is sharp everywhere still gets
+  a "blurred" part, and one outlier stretches the threshold.
+* ``"absolute"``: a fixed ``tau`` in pixels of sigma (default 1.0 px), the same for every image.
+* ``"otsu"``: Otsu's threshold on log(sigma) (256-bin histogram between the map's extremes),
+  a data-driven split into two classes; the threshold is a bin centre, as in
+  ``skimage.filters.threshold_otsu``.
+
+The paper sweeps tau from sigma_1 to sigma_L for precision-recall (:func:`threshold_sweep`).
 """
 
 from __future__ import annotations
@@ -51,21 +60,79 @@ def blur_threshold(defocus, alpha: float = DEFAULT_ALPHA) -> jax.Array:
     return _threshold_impl(jnp.asarray(defocus), jnp.float32(alpha))
 
 
-def segment_blur(defocus, alpha: float = DEFAULT_ALPHA) -> jax.Array:
-    """Binary blur mask (paper Eq. 13): True where ``defocus > tau`` (blurred), False = sharp.
+#: Rules of :func:`segment_blur`.
+RULES = ("alpha", "absolute", "otsu")
+#: Default threshold (px of sigma) of the ``"absolute"`` rule.
+DEFAULT_TAU = 1.0
+#: Histogram bins of the ``"otsu"`` rule.
+OTSU_BINS = 256
+
+
+@jax.jit
+def _otsu_impl(x: jax.Array) -> jax.Array:
+    """Otsu threshold of the values of ``x`` (skimage's algorithm: a bin centre)."""
+    x = x.ravel()
+    lo, hi = jnp.min(x), jnp.max(x)
+    width = jnp.where(hi > lo, (hi - lo) / OTSU_BINS, 1.0)
+    idx = jnp.clip(jnp.floor((x - lo) / width), 0, OTSU_BINS - 1).astype(jnp.int32)
+    counts = jnp.zeros(OTSU_BINS, jnp.float32).at[idx].add(1.0)
+    centers = lo + width * (jnp.arange(OTSU_BINS, dtype=jnp.float32) + 0.5)
+    w1 = jnp.cumsum(counts)
+    w2 = jnp.cumsum(counts[::-1])[::-1]
+    m1 = jnp.cumsum(counts * centers) / jnp.maximum(w1, 1e-12)
+    m2 = (jnp.cumsum((counts * centers)[::-1]) / jnp.maximum(w2[::-1], 1e-12))[::-1]
+    var12 = w1[:-1] * w2[1:] * (m1[:-1] - m2[1:]) ** 2
+    return jnp.where(hi > lo, centers[jnp.argmax(var12)], hi)
+
+
+def otsu_threshold(defocus) -> jax.Array:
+    """Otsu's threshold of log(defocus), returned in pixels of sigma (float32 scalar).
 
     Args:
-      defocus: float (H, W) defocus map, sigma in pixels, >= 0, finite.
-      alpha: in [0, 1]; 0.3 in the paper. A constant map gives an all-False mask.
+      defocus: float (H, W) defocus map, sigma in pixels, > 0, finite.
 
     Returns:
-      bool jax.Array (H, W).
+      tau such that ``defocus > tau`` is the Otsu split of log(defocus) (256 bins between its
+      extremes; tau = exp of the chosen bin centre). A constant map gives its value (no pixel above).
+    """
+    fn = "otsu_threshold"
+    defocus = check_map(defocus, fn)
+    d = jnp.asarray(defocus)
+    if float(jnp.min(d)) <= 0:
+        raise ValueError(f"{fn}: the otsu rule works on log(sigma) and needs a map > 0, got min {float(jnp.min(d))}")
+    return jnp.exp(_otsu_impl(jnp.log(d)))
+
+
+def segment_blur(defocus, alpha: float = DEFAULT_ALPHA, *, rule: str = "alpha", tau: float | None = None) -> jax.Array:
+    """Binary blur mask: True where ``defocus > tau`` (blurred), False = sharp.
+
+    Args:
+      defocus: float (H, W) defocus map, sigma in pixels, >= 0, finite (> 0 for ``"otsu"``).
+        A blur-probability map (``dhde.blur_probability``) works too, with ``rule="absolute",
+        tau=0.5``.
+      alpha: in [0, 1]; the ``"alpha"`` rule's parameter (0.3 in the paper).
+      rule: ``"alpha"`` (paper Eq. 13: tau = alpha max + (1 - alpha) min), ``"absolute"``
+        (tau in px, default 1.0) or ``"otsu"`` (Otsu on log sigma). See the module docstring.
+      tau: the ``"absolute"`` threshold in pixels (> 0 finite); not allowed with other rules.
+
+    Returns:
+      bool jax.Array (H, W). A constant map gives an all-False mask under "alpha" and "otsu".
     """
     fn = "segment_blur"
+    if rule not in RULES:
+        raise ValueError(f"{fn}: rule must be one of {RULES}, got {rule!r}")
+    if tau is not None and rule != "absolute":
+        raise ValueError(f"{fn}: tau is the 'absolute' rule's threshold; rule={rule!r} does not take one")
     defocus = check_map(defocus, fn)
     alpha = check_scalar(alpha, fn, "alpha", lo=0.0, hi=1.0)
     d = jnp.asarray(defocus)
-    return _sweep_impl(d, _threshold_impl(d, jnp.float32(alpha))[None])[0]
+    if rule == "alpha":
+        t = _threshold_impl(d, jnp.float32(alpha))
+    elif rule == "absolute":
+        t = jnp.float32(check_scalar(DEFAULT_TAU if tau is None else tau, fn, "tau", lo=0.0, lo_open=True))
+    else:
+        t = otsu_threshold(d)
+    return _sweep_impl(d, t[None])[0]
 
 
 def threshold_sweep(defocus, taus) -> jax.Array:

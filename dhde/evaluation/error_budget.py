@@ -32,7 +32,8 @@ def sigma_error_budget(result, sigma_gt, options, *, far: float = FAR) -> dict[s
         ``mask``, ``guidance``), of one (H, W) image.
       sigma_gt: (H, W) finite ground-truth sigma in pixels.
       options: the :class:`dhde.inference.EstimateOptions` the result was made with (gamma,
-        eps, tol, maxiter, preconditioner and clip are reused for the oracle solve).
+        eps, tol, maxiter, preconditioner and clip, up to ``inference.output_ceiling``, are
+        reused for the oracle solve).
       far: distance in pixels beyond which a pixel counts as far from the sparse points (> 0).
 
     Returns:
@@ -45,7 +46,8 @@ def sigma_error_budget(result, sigma_gt, options, *, far: float = FAR) -> dict[s
     from scipy import ndimage
 
     from dhde import propagation
-    from dhde.labels import SIGMA_MAX, SIGMA_MIN
+    from dhde.inference import output_ceiling
+    from dhde.labels import SIGMA_MIN
 
     gt = np.asarray(sigma_gt, np.float32)
     mask = np.asarray(result.mask, bool)
@@ -67,7 +69,7 @@ def sigma_error_budget(result, sigma_gt, options, *, far: float = FAR) -> dict[s
     ).defocus
     oracle = np.asarray(oracle)
     if options.clip:
-        oracle = np.clip(oracle, SIGMA_MIN, SIGMA_MAX)
+        oracle = np.clip(oracle, SIGMA_MIN, output_ceiling(options, gt.shape))
     dist = ndimage.distance_transform_edt(~mask)
     is_far = dist > far
     return {

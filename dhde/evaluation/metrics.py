@@ -517,3 +517,65 @@ def rescale_map(defocus, out_range: Sequence[float] = (0.5, 2.0)) -> np.ndarray:
     if not (np.isfinite(lo) and np.isfinite(hi) and hi >= lo):
         raise ValueError(f"out_range must be finite (lo, hi) with hi >= lo, got {out_range}")
     return (lo + (hi - lo) * normalize_map(defocus)).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- literature protocols
+
+#: Threshold of the recent blur-detection tables on the min-max normalised map.
+LITERATURE_THRESHOLD = 0.5
+
+
+def binary_scores(defocus, gt_mask, threshold: float = LITERATURE_THRESHOLD,
+                  beta2: float = DEFAULT_BETA2) -> dict[str, float]:
+    """Per-image scores of ``normalised map > threshold`` against the mask (literature protocol).
+
+    The protocol of the recent blur-detection tables (e.g. HiFST, BTBNet, DeFusionNet): the map
+    is min-max normalised to [0, 1], binarised at 0.5, and scored per image; MAE is
+    :func:`normalized_mae` (no binarisation).
+
+    Args:
+      defocus: (H, W) real map, larger = more blurred. gt_mask: (H, W), True / white = blurred.
+      threshold: on the normalised map, in [0, 1]. beta2: beta^2 of the F-measure (> 0).
+
+    Returns:
+      dict of floats in [0, 1]: ``precision``, ``recall``, ``f`` (F_beta of those two; 0 when
+      both are 0), ``iou`` (|pred & gt| / |pred | gt|; 1 when both are empty), ``mae``.
+      Vacuous precision / recall (0 / 0) count as 1, as in the sweeps.
+    """
+    d, g = _pair(defocus, gt_mask)
+    t = float(threshold)
+    if not (np.isfinite(t) and 0.0 <= t <= 1.0):
+        raise ValueError(f"threshold must lie in [0, 1], got {threshold!r}")
+    if not (np.isfinite(beta2) and beta2 > 0):
+        raise ValueError(f"beta2 must be a positive finite number, got {beta2!r}")
+    n = _normalize(d)
+    pred = n > t
+    tp = int(np.sum(pred & g))
+    fp = int(np.sum(pred & ~g))
+    fn = int(np.sum(~pred & g))
+    precision = float(_ratio(tp, tp + fp))
+    recall = float(_ratio(tp, tp + fn))
+    f = float(f_measure(np.array([precision]), np.array([recall]), beta2)[0])
+    union = tp + fp + fn
+    return {"precision": precision, "recall": recall, "f": f,
+            "iou": tp / union if union else 1.0, "mae": float(np.mean(np.abs(n - g)))}
+
+
+def sigma_threshold_counts(defocus, gt_mask, taus) -> PRCounts:
+    """The paper's precision-recall (5.3): counts of ``defocus > tau`` for absolute thresholds.
+
+    Args:
+      defocus: (H, W) sigma map in pixels. gt_mask: (H, W), True = blurred.
+      taus: 1-D finite thresholds in pixels (the paper: the label sigmas sigma_1 .. sigma_L).
+
+    Returns:
+      :class:`PRCounts` whose ``thresholds`` are ``taus`` (pixels, not normalised).
+    """
+    d, g = _pair(defocus, gt_mask)
+    t = np.asarray(taus, np.float64)
+    if t.ndim != 1 or t.size == 0 or not np.all(np.isfinite(t)):
+        raise ValueError(f"taus must be a non-empty 1-D array of finite thresholds, got {taus!r}")
+    pos, neg = np.sort(d[g]), np.sort(d[~g])
+    tp = pos.size - np.searchsorted(pos, t, side="right")
+    fp = neg.size - np.searchsorted(neg, t, side="right")
+    return PRCounts(tp.astype(np.int64), fp.astype(np.int64), t, int(pos.size), int(neg.size))

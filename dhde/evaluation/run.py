@@ -2,16 +2,27 @@
 
 Data sets (``name -> example dicts``, see :mod:`dhde.evaluation.datasets`):
 
-* ``cuhk``: blur detection against binary masks: accuracy of the Eq. 13 segmentation at
-  alpha = 0.3, best accuracy over a threshold sweep, precision-recall and max F
-  (beta^2 = 0.3), MAE of the min-max normalised map against the 0/1 mask.
+* ``cuhk``: blur detection against binary masks, under three protocols (named in the report):
+
+  - *paper* (Park et al. 5.3): accuracy of the Eq. 13 segmentation at alpha = 0.3
+    (``accuracy``), best accuracy over a threshold sweep (``best_accuracy``), and the paper's
+    precision-recall over absolute sigma thresholds sigma_1 .. sigma_L (``sigma_max_f``: its
+    largest F, sigma maps only);
+  - *literature* (the recent blur-detection tables, e.g. HiFST): per image, the min-max
+    normalised map against the 0/1 mask: ``mae``, and binarised at 0.5: ``f_05`` (F with
+    beta^2 = 0.3), ``iou``; means over images;
+  - *dataset max F*: the precision-recall curve of the normalised map over 256 thresholds,
+    averaged over images, and its largest F (``max_f``, beta^2 = 0.3).
 * ``rtf``: MAE in sigma units (px) against the disk-radius maps converted to sigma.
-* ``synthetic``: the ``stereo_motorcycle`` rendering with known sigma: MAE in sigma units.
+* ``synthetic``: the ``stereo_motorcycle`` rendering with known sigma (0.5-2 px, the labels'
+  range): MAE in sigma units. ``synthetic_wide``: the same scene rendered with sigma up to 6 px.
 
 Methods are callables ``image (H, W, 3) float32 in [0, 1] -> map (H, W)`` (larger = more
 blurred), or ``-> result`` with a ``.defocus`` map: ``dhde`` (:func:`dhde.estimate_defocus`, its
 whole result, sigma in px; on the sigma data sets it also gets the error budget of
-:mod:`dhde.evaluation.error_budget`: sparse / filtered / oracle / far-from-edge MAE) and ``laplacian``
+:mod:`dhde.evaluation.error_budget`: sparse / filtered / oracle / far-from-edge MAE),
+``dhde_prob`` (:func:`dhde.inference.blur_probability` of the same estimate, P(sigma > tau), a
+0-1 map; blur detection only) and ``laplacian``
 (:func:`dhde.evaluation.baselines.laplacian_baseline`, a unitless score; for the sigma data sets
 it is read as sigma by min-max rescaling onto a fixed range, default the label range 0.5-2.0 px).
 
@@ -34,16 +45,22 @@ from dhde.evaluation import datasets, metrics
 from dhde.evaluation.error_budget import FAR, sigma_error_budget
 from dhde.evaluation.report import side_by_side_panel, write_report
 
-DATASETS = ("cuhk", "rtf", "synthetic")
-METHODS = ("dhde", "laplacian")
+DATASETS = ("cuhk", "rtf", "synthetic", "synthetic_wide")
+METHODS = ("dhde", "dhde_prob", "laplacian")
+#: Methods whose map is a sigma in px (the paper's absolute-threshold PR applies).
+SIGMA_METHODS = ("dhde",)
+#: Methods that only make sense for blur detection (not scored on the sigma data sets).
+DETECTION_ONLY = ("dhde_prob",)
+#: The wide-range synthetic scene's default sigma range (px).
+WIDE_RANGE = (0.5, 6.0)
 LOADERS = ("tfds", "direct")
 #: Repository root (an editable install): the reference data sits at ROOT/../shared/data.
 ROOT = Path(__file__).resolve().parents[2]
-SIGMA_DATASETS = ("rtf", "synthetic")
+SIGMA_DATASETS = ("rtf", "synthetic", "synthetic_wide")
 
 Method = Callable[[np.ndarray], object]  # -> (H, W) map, or a result with .defocus
 #: Metrics shown in a panel's title.
-_TITLE_KEYS = ("accuracy", "best_accuracy", "mae", "sigma_mae", "oracle_mae")
+_TITLE_KEYS = ("accuracy", "best_accuracy", "mae", "f_05", "sigma_mae", "oracle_mae")
 
 
 def default_root(name: str) -> Path | None:
@@ -59,7 +76,8 @@ def load_examples(name: str, *, root=None, loader: str = "tfds", data_dir=None, 
     [0, 1], ``name`` str, and ``mask`` bool (H, W) for cuhk or ``sigma_map`` float32 (H, W)).
 
     Args:
-      name: ``"cuhk"``, ``"rtf"`` or ``"synthetic"``.
+      name: ``"cuhk"``, ``"rtf"``, ``"synthetic"`` or ``"synthetic_wide"`` (the same rendering;
+        the range comes from ``sigma_range``).
       root: data folder (cuhk, rtf).
       loader: ``"tfds"`` (the in-place TFDS builders, prepared once into ``data_dir``) or
         ``"direct"`` (read the files).
@@ -76,6 +94,8 @@ def load_examples(name: str, *, root=None, loader: str = "tfds", data_dir=None, 
     if limit is not None and (isinstance(limit, bool) or int(limit) < 1):
         raise ValueError(f"limit must be >= 1 or None, got {limit!r}")
     pattern = pattern or datasets.CUHK_PATTERN
+    if name == "synthetic_wide":
+        name = "synthetic"
     if loader == "direct":
         if name == "cuhk":
             it = datasets.load_cuhk(root, pattern)
@@ -107,20 +127,30 @@ def load_examples(name: str, *, root=None, loader: str = "tfds", data_dir=None, 
 
 
 def make_methods(names: Iterable[str], model=None, options=None, *, size_multiple: int = 32,
-                 window: int = 15) -> dict[str, Method]:
+                 window: int = 15, blur_tau: float | None = None) -> dict[str, Method]:
     """``{name: image -> map}`` for ``"dhde"`` (the given DefocusModel, or a zero-argument
-    callable returning one, resolved on first use) and ``"laplacian"`` (window ``window``)."""
+    callable returning one, resolved on first use), ``"dhde_prob"`` (the blur probability
+    P(sigma > ``blur_tau``) of the same estimate; None = ``inference.DEFAULT_BLUR_TAU``) and
+    ``"laplacian"`` (window ``window``). ``dhde`` and ``dhde_prob`` share one estimate per image."""
     from dhde.evaluation.baselines import laplacian_baseline
-    from dhde.inference import estimate_defocus
+    from dhde.inference import DEFAULT_BLUR_TAU, blur_probability, estimate_defocus
     from dhde.model import DefocusModel
 
+    last: list = [None, None]  # (image, result) of the latest estimate
+
+    def estimate(image, _m=model):
+        if last[0] is not image:
+            m = _m if isinstance(_m, DefocusModel) or _m is None else _m()
+            last[:] = [image, estimate_defocus(image, m, options=options, size_multiple=size_multiple)]
+        return last[1]
+
+    tau = DEFAULT_BLUR_TAU if blur_tau is None else float(blur_tau)
     methods: dict[str, Method] = {}
     for n in names:
         if n == "dhde":
-            def dhde_map(image, _m=model):
-                m = _m if isinstance(_m, DefocusModel) or _m is None else _m()
-                return estimate_defocus(image, m, options=options, size_multiple=size_multiple)
-            methods[n] = dhde_map
+            methods[n] = estimate
+        elif n == "dhde_prob":
+            methods[n] = lambda image: np.asarray(blur_probability(estimate(image), tau, options=options))
         elif n == "laplacian":
             methods[n] = lambda image: np.asarray(laplacian_baseline(image, window=window))
         else:
@@ -133,17 +163,23 @@ def make_methods(names: Iterable[str], model=None, options=None, *, size_multipl
 class _BlurDetection:
     """Streaming CUHK metrics of one method (keeps per-image numbers and PR counts only)."""
 
-    def __init__(self, alpha, n_thresholds, beta2, average):
+    def __init__(self, alpha, n_thresholds, beta2, average, sigma_taus=None):
         self.alpha, self.beta2, self.average = alpha, beta2, average
         self.pr = metrics.PrecisionRecallAccumulator(n_thresholds)
+        self.sigma_taus = sigma_taus  # the paper's absolute thresholds (px); None: not a sigma map
+        self.sigma_pr: list = []
         self.per_image: dict[str, dict] = {}
 
     def update(self, name, d, gt) -> dict:
         d = np.asarray(d, np.float64)
         c = self.pr.update(d, gt)
+        lit = metrics.binary_scores(d, gt, metrics.LITERATURE_THRESHOLD, self.beta2)
         r = {"accuracy": metrics.segmentation_accuracy(d, gt, self.alpha),
              "best_accuracy": float((c.tp + c.tn).max() / gt.size),
-             "mae": metrics.normalized_mae(d, gt)}
+             "mae": lit["mae"], "f_05": lit["f"], "iou": lit["iou"]}
+        if self.sigma_taus is not None:
+            self.sigma_pr.append(metrics.precision_recall_from_counts(
+                metrics.sigma_threshold_counts(d, gt, self.sigma_taus)))
         self.per_image[name] = r
         return r
 
@@ -152,14 +188,19 @@ class _BlurDetection:
             return {"n_images": 0}
         p, r, t = self.pr.curve(self.average)
         rows = self.per_image.values()
-        return {
+        out = {
             "accuracy": float(np.mean([x["accuracy"] for x in rows])),
             "best_accuracy": float(np.mean([x["best_accuracy"] for x in rows])),
             "max_f": metrics.max_f_measure(p, r, self.beta2),
             "mae": float(np.mean([x["mae"] for x in rows])),
-            "n_images": len(self.per_image),
-            "precision": p, "recall": r, "thresholds": t,
+            "f_05": float(np.mean([x["f_05"] for x in rows])),
+            "iou": float(np.mean([x["iou"] for x in rows])),
         }
+        if self.sigma_pr:
+            sp = np.mean([x[0] for x in self.sigma_pr], axis=0)
+            sr = np.mean([x[1] for x in self.sigma_pr], axis=0)
+            out["sigma_max_f"] = metrics.max_f_measure(sp, sr, self.beta2)
+        return {**out, "n_images": len(self.per_image), "precision": p, "recall": r, "thresholds": t}
 
 
 class _SigmaError:
@@ -190,7 +231,8 @@ def evaluate_dataset(name: str, examples: Iterable[Mapping], methods: Mapping[st
     """Runs every method on every example and scores it.
 
     Args:
-      name: data set name (``cuhk``: mask metrics; ``rtf`` / ``synthetic``: sigma MAE).
+      name: data set name (``cuhk``: mask metrics; ``rtf`` / ``synthetic`` / ``synthetic_wide``:
+        sigma MAE; the blur-detection-only methods of :data:`DETECTION_ONLY` are skipped there).
       examples: dicts with ``image``, ``name`` and ``mask`` (cuhk) or ``sigma_map``.
       methods: ``{method: image -> map}``; for sigma data sets every method except ``dhde`` is a
         score and is min-max rescaled onto ``baseline_sigma_range`` before scoring.
@@ -206,9 +248,13 @@ def evaluate_dataset(name: str, examples: Iterable[Mapping], methods: Mapping[st
     """
     from tqdm.auto import tqdm
 
+    from dhde.labels import SIGMAS
+
     sigma_units = name in SIGMA_DATASETS
-    acc = {m: (_SigmaError() if sigma_units else _BlurDetection(alpha, n_thresholds, beta2, average))
-           for m in methods}
+    if sigma_units:
+        methods = {m: f for m, f in methods.items() if m not in DETECTION_ONLY}
+    acc = {m: (_SigmaError() if sigma_units else _BlurDetection(
+        alpha, n_thresholds, beta2, average, SIGMAS if m in SIGMA_METHODS else None)) for m in methods}
     failures = []
     for i, ex in enumerate(tqdm(examples, desc=name, unit="img", disable=not progress)):
         image, ex_name = np.asarray(ex["image"], np.float32), str(ex["name"])
@@ -233,12 +279,64 @@ def evaluate_dataset(name: str, examples: Iterable[Mapping], methods: Mapping[st
                         kw = {"vmin": float(min(d.min(), gt.min())), "vmax": float(max(d.max(), gt.max()))}
                     side_by_side_panel(image, d, None, gt, Path(panel_dir) / f"{ex_name}_{m}.png",
                                        alpha=alpha, title=f"{name} {ex_name}: {m} ({score})", **kw)
+                    if hasattr(out, "level") and int(np.max(np.asarray(out.level))) > 0:
+                        _level_panel(image, out, Path(panel_dir) / f"{ex_name}_{m}_levels.png",
+                                     f"{name} {ex_name}: pyramid level of each sparse point")
             except Exception as e:  # report and go on
                 failures.append({"name": ex_name, "method": m, "error": f"{type(e).__name__}: {e}"})
                 print(f"FAILED {name}/{ex_name} ({m}): {type(e).__name__}: {e}")
                 if not isinstance(e, (ValueError, TypeError)):
                     traceback.print_exc()
     return ({m: a.summary() for m, a in acc.items()}, {m: a.per_image for m, a in acc.items()}, failures)
+
+
+def _level_panel(image, result, path: Path, title: str) -> Path:
+    """PNG: the image and the pyramid level each sparse point took (dilated for visibility)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from scipy import ndimage
+
+    level = np.asarray(result.level)
+    n = int(level.max()) + 1
+    shown = ndimage.grey_dilation(level, size=(3, 3))
+    shown = np.ma.masked_less(shown, 0)
+    fig = Figure(figsize=(9, 3.6), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    a, b = fig.subplots(1, 2)
+    a.imshow(image)
+    a.set_title("image", fontsize=9)
+    a.set_axis_off()
+    b.imshow(image.mean(-1), cmap="gray", alpha=0.5)
+    im = b.imshow(shown, cmap="viridis", vmin=0, vmax=max(n - 1, 1), interpolation="nearest")
+    b.set_title(", ".join(f"level {k}: {int(np.sum(level == k))}" for k in range(n)), fontsize=8)
+    b.set_axis_off()
+    fig.colorbar(im, ax=b, fraction=0.046, pad=0.04, ticks=list(range(n)))
+    fig.suptitle(title, fontsize=9)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png")
+    return path
+
+
+#: Issue 12's targets: (row, metric, "<=" or ">=", goal, protocol).
+TARGETS = (
+    ("synthetic_wide / dhde", "sigma_mae", "<=", 0.6, "sigma MAE (px), built-in scene, sigma 0.5-6 px"),
+    ("synthetic / dhde", "sigma_mae", "<=", 0.236, "sigma MAE (px), built-in scene, sigma 0.5-2 px (single level)"),
+    ("rtf / dhde", "sigma_mae", "<=", 0.12, "sigma MAE (px), RTF (single level: 0.120)"),
+    ("cuhk / dhde", "accuracy", ">=", 0.93, "paper protocol: Eq. 13 accuracy at alpha 0.3"),
+    ("cuhk / dhde", "max_f", ">=", 0.96, "dataset max F (beta^2 0.3) of the normalised map"),
+    ("cuhk / dhde_prob", "mae", "<=", 0.15, "literature protocol: MAE of the normalised blur probability"),
+)
+
+
+def target_lines(results: Mapping) -> list[str]:
+    """One line per issue-12 target present in ``results``: value, goal, met or not, protocol."""
+    lines = []
+    for row, key, op, goal, what in TARGETS:
+        if row in results and key in results[row]:
+            v = float(results[row][key])
+            ok = v <= goal if op == "<=" else v >= goal
+            lines.append(f"target {row} {key} {op} {goal:g}: {v:.4f} -> {'met' if ok else 'NOT met'} ({what})")
+    return lines
 
 
 def _jsonable(results: Mapping) -> dict:
@@ -282,7 +380,7 @@ def run_evaluation(cfg: Mapping, out_dir) -> dict:
     opts = EstimateOptions(**(cfg.get("options") or {}))
     methods = make_methods(cfg.get("methods") or METHODS, LazyModel(cfg.get("model")), opts,
                            size_multiple=int(cfg.get("size_multiple", 32)),
-                           window=int(base.get("window", 15)))
+                           window=int(base.get("window", 15)), blur_tau=cfg.get("blur_tau"))
     data_dir = Path(cfg["data_dir"]) if cfg.get("data_dir") else out / "tfds"
     results, per_image, failures, notes = {}, {}, [], []
     for name in names:
@@ -297,17 +395,20 @@ def run_evaluation(cfg: Mapping, out_dir) -> dict:
                 notes.append(msg)
                 continue
         t0 = time.perf_counter()
+        default_hi = WIDE_RANGE[1] if name == "synthetic_wide" else 2.0
+        sigma_range = (float(sec.get("sigma_min", 0.5)), float(sec.get("sigma_max", default_hi)))
         examples = load_examples(
             name, root=root, loader=loader, data_dir=data_dir, pattern=sec.get("pattern"),
             focus=sec.get("focus", "near"), downscale=int(sec.get("downscale", 1)),
-            sigma_range=(sec.get("sigma_min", 0.5), sec.get("sigma_max", 2.0)),
-            noise=float(sec.get("noise", 0.0)), limit=cfg.get("limit"))
+            sigma_range=sigma_range, noise=float(sec.get("noise", 0.0)), limit=cfg.get("limit"))
+        # a score (the baseline) is read as sigma over the rendered range on the synthetic scenes
+        b_range = sigma_range if name.startswith("synthetic") else tuple(base.get("sigma_range", (0.5, 2.0)))
         summ, per, fail = evaluate_dataset(
             name, examples, methods, panel_dir=out / "panels" / name, max_panels=cfg.get("max_panels", 8),
             alpha=float(cfg.get("alpha", metrics.DEFAULT_ALPHA)),
             n_thresholds=int(cfg.get("n_thresholds", metrics.DEFAULT_N_THRESHOLDS)),
             beta2=float(cfg.get("beta2", metrics.DEFAULT_BETA2)), average=cfg.get("average", "images"),
-            baseline_sigma_range=tuple(base.get("sigma_range", (0.5, 2.0))),
+            baseline_sigma_range=b_range,
             budget_options=opts if cfg.get("error_budget", True) else None)
         for m in summ:
             results[f"{name} / {m}"] = summ[m]
@@ -320,16 +421,24 @@ def run_evaluation(cfg: Mapping, out_dir) -> dict:
     spec = cfg.get("model")
     spec = spec if isinstance(spec, (str, type(None))) else type(spec).__name__
     notes = [f"model: {spec} (None = shipped); loader: {loader}; options: {opts}",
-             "CUHK: accuracy = Eq. 13 segmentation at alpha; best accuracy over a threshold sweep of the "
-             "normalised map; max F with beta^2 = 0.3; MAE of the min-max normalised map vs the 0/1 mask. "
-             "RTF / synthetic: MAE in sigma (px); the laplacian score is min-max rescaled onto "
-             f"{tuple(base.get('sigma_range', (0.5, 2.0)))} px first. Error budget of dhde on these "
+             "CUHK protocols. Paper (Park et al. 5.3): accuracy = Eq. 13 segmentation at alpha; best accuracy "
+             "over a threshold sweep of the normalised map; sigma_max_f = largest F (beta^2 0.3) of the paper's "
+             "precision-recall over absolute thresholds sigma_1..sigma_L (0.5..2.0 px; sigma maps only). "
+             "Literature (recent blur-detection tables, e.g. HiFST): per image, the min-max normalised map vs "
+             "the 0/1 mask: MAE, and binarised at 0.5: f_05 (F, beta^2 0.3) and iou; means over images. "
+             "Dataset max F: largest F (beta^2 0.3) of the image-averaged PR curve of the normalised map "
+             "(256 thresholds). dhde_prob = the blur probability P(sigma > "
+             f"{cfg.get('blur_tau') or 'DEFAULT_BLUR_TAU'} px). "
+             "RTF / synthetic / synthetic_wide: MAE in sigma (px); the laplacian score is min-max rescaled onto "
+             f"{tuple(base.get('sigma_range', (0.5, 2.0)))} px (RTF) or the rendered range (synthetic) first. "
+             "Error budget of dhde on these "
              "(dhde.evaluation.error_budget): sparse_mae / filtered_mae at the sparse points, oracle_mae "
              "= the map propagated from the ground truth at the same points (a perfect classifier), "
              f"far_fraction / far_mae = pixels more than {FAR:g} px from every sparse point.", *notes]
     if failures:
         notes.append(f"{len(failures)} failure(s): " + "; ".join(
             f"{f['dataset']}/{f['name']} ({f['method']}): {f['error']}" for f in failures[:10]))
+    notes += target_lines(results)
     write_report(results, out, title="dhde evaluation", notes="\n\n".join(notes))
     (out / "results.json").write_text(json.dumps(
         {"summary": _jsonable(results), "per_image": per_image, "failures": failures}, indent=2, default=str))
