@@ -31,6 +31,7 @@ from typing import Callable
 import numpy as np
 from tqdm.auto import tqdm
 
+from dhde import atomic
 from dhde.cli import default_input, iter_inputs, resolve_model
 from dhde.image import load_image, save_image
 from dhde.labels import SIGMAS
@@ -218,9 +219,7 @@ def estimate_or_load(stem: str, image: np.ndarray, out_dir, model, opts=None, *,
     m = model if isinstance(model, DefocusModel) or model is None else model()
     res = estimate_defocus(image, m, options=opts, size_multiple=int(size_multiple))
     defocus = np.asarray(res.defocus, np.float32)
-    target = dirs[0]
-    target.mkdir(parents=True, exist_ok=True)
-    np.save(target / f"{stem}_defocus.npy", defocus)
+    atomic.save_npy(dirs[0] / f"{stem}_defocus.npy", defocus)
     return defocus, "estimated"
 
 
@@ -414,11 +413,11 @@ def write_gallery_figure(path, panels: dict[str, np.ndarray], *, title: str | No
     if title:
         fig.suptitle(title, fontsize=10)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png")
+    atomic.savefig(path, fig, format="png")
     if path.stat().st_size > max_bytes:
         with Image.open(path) as im:
-            im.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
+            small = im.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT)
+        atomic.save_pil(path, small, optimize=True)
     return path
 
 
