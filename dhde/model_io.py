@@ -28,7 +28,7 @@ DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "assets" / "default_model"
 CHECKSUM_KEY = "params_sha256"
 
 
-def _host_array(x) -> np.ndarray:
+def host_array(x) -> np.ndarray:
     """A NumPy copy of a leaf; for a replicated multi-host jax.Array its local replica."""
     if isinstance(x, jax.Array) and not x.is_fully_addressable:
         x = x.addressable_data(0)
@@ -46,7 +46,7 @@ def tree_sha256(tree) -> str:
     h = hashlib.sha256()
     leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
     for key, leaf in sorted(((jax.tree_util.keystr(p), v) for p, v in leaves), key=lambda kv: kv[0]):
-        a = _host_array(leaf)
+        a = host_array(leaf)
         a = np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("<") if a.dtype.byteorder == ">" else a.dtype)
         h.update(f"{key}|{a.dtype.str}|{a.shape}\n".encode())
         h.update(a.tobytes())
@@ -84,7 +84,7 @@ def save_model(model: DefocusModel, directory: str | Path, extra: dict | None = 
     d = Path(directory).absolute()
     if (d / "params").exists() or (d / "config.json").exists():
         raise FileExistsError(f"a model already exists at {d}; refusing to overwrite it")
-    params = jax.tree_util.tree_map(lambda x: _host_array(x).astype(np.float32), model.params)
+    params = jax.tree_util.tree_map(lambda x: host_array(x).astype(np.float32), model.params)
     bad = [jax.tree_util.keystr(p) for p, v in jax.tree_util.tree_flatten_with_path(params)[0]
            if not np.isfinite(v).all()]
     if bad:

@@ -25,12 +25,12 @@ def main(cfg: DictConfig) -> int:
     import logging
 
     logging.getLogger("absl").setLevel(logging.WARNING)  # orbax is chatty at INFO
-    from dhde.cli import run_estimate, use_compilation_cache
+    from dhde.cli import cli_errors, run_estimate, use_compilation_cache
 
-    use_compilation_cache(cfg.get("jax_cache"))
-
-    out = HydraConfig.get().runtime.output_dir
-    failures = run_estimate(OmegaConf.to_container(cfg, resolve=True), out)
+    with cli_errors():  # a bad config value or a full disk: one line naming it, exit status 2 / 1
+        use_compilation_cache(cfg.get("jax_cache"))
+        out = HydraConfig.get().runtime.output_dir
+        failures = run_estimate(OmegaConf.to_container(cfg, resolve=True), out)
     if failures:  # the other images finished; say so in the exit status
         raise SystemExit(1)
 
