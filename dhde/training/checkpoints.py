@@ -15,6 +15,7 @@ different model configuration is not corrupt: it stops the run (:class:`Checkpoi
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -48,11 +49,50 @@ def _metric(metrics: dict) -> float:
     return metrics["val_tolerance_accuracy"]
 
 
+def _unreadable_json(step_dir: Path) -> str | None:
+    """Why a step folder's small JSON files (orbax's step metadata and metrics) cannot be
+    parsed, or None. Orbax reads them when it opens the folder and fails on any of them."""
+    for f in (step_dir / "_CHECKPOINT_METADATA", step_dir / "metrics" / "metrics"):
+        if f.is_file():
+            try:
+                json.loads(f.read_text())
+            except (ValueError, UnicodeDecodeError, OSError) as e:
+                return f"{f.relative_to(step_dir).as_posix()} is unreadable ({type(e).__name__})"
+    return None
+
+
+def _rename_aside(src: Path) -> Path:
+    """Renames a step folder to ``<step>.corrupt`` (``.corrupt-2``, ... if taken); returns it."""
+    dst = src.with_name(src.name + CORRUPT_SUFFIX)
+    k = 2
+    while dst.exists():
+        dst = src.with_name(f"{src.name}{CORRUPT_SUFFIX}-{k}")
+        k += 1
+    if jax.process_index() == 0:
+        src.rename(dst)
+    if jax.process_count() > 1:
+        from orbax.checkpoint import multihost
+
+        multihost.sync_global_processes(f"dhde_set_aside_{src.name}")
+    return dst
+
+
 def manager(directory: str | Path, keep_last: int = 3, async_save: bool = False) -> ocp.CheckpointManager:
     """A CheckpointManager that preserves the last ``keep_last`` steps and the best one.
 
-    "Best" is the highest ``val_tolerance_accuracy`` among saved metrics.
+    "Best" is the highest ``val_tolerance_accuracy`` among saved metrics. A step folder whose
+    metadata or metrics file is unreadable (orbax would fail to open the directory) is set
+    aside first, with a one-line warning.
     """
+    d = Path(directory).absolute()
+    if d.is_dir():
+        for step_dir in sorted((x for x in d.iterdir() if x.is_dir() and x.name.isdigit()),
+                               key=lambda x: int(x.name), reverse=True):
+            why = _unreadable_json(step_dir)
+            if why is not None:
+                dst = _rename_aside(step_dir)
+                print(f"warning: checkpoint step {step_dir.name} in {d} is corrupt ({why}); moved it to {dst}",
+                      file=sys.stderr)
     policy = cm.AnyPreservationPolicy(
         [
             cm.LatestN(n=keep_last),
@@ -108,6 +148,25 @@ def _mismatch(mgr, step, target_state) -> str | None:
     return f"it holds {len(saved)} arrays of shapes {saved[:6]}..., the current config needs {len(want)} of {want[:6]}..."
 
 
+def _quiet_closed_loop_noise() -> None:
+    """Drops the "Event loop is closed" RuntimeErrors that TensorStore's pending callbacks
+    report (as unraisable exceptions, one traceback each) after orbax gives up on a damaged
+    checkpoint; they would bury the one-line warning. Every other unraisable exception goes to
+    the previous hook. Installed once per process."""
+    previous = sys.unraisablehook
+    if getattr(previous, "_dhde_quiet", False):
+        return
+
+    def hook(unraisable):
+        exc = unraisable.exc_value
+        if isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed":
+            return
+        previous(unraisable)
+
+    hook._dhde_quiet = True
+    sys.unraisablehook = hook
+
+
 def restore(mgr: ocp.CheckpointManager, step: int, target_state):
     """Restores checkpoint ``step`` into the structure and shardings of ``target_state`` and
     verifies it: ``state_sha256`` (a checkpoint without one, from an older dhde, loads with a
@@ -119,6 +178,7 @@ def restore(mgr: ocp.CheckpointManager, step: int, target_state):
     """
     where = f"checkpoint step {step} in {mgr.directory}"
     abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, target_state)
+    _quiet_closed_loop_noise()
     try:
         state = mgr.restore(step, args=ocp.args.StandardRestore(abstract))
     except Exception as e:  # orbax raises many types; name the file and the cause
@@ -127,8 +187,12 @@ def restore(mgr: ocp.CheckpointManager, step: int, target_state):
             raise CheckpointMismatchError(
                 f"{where} was written by a different model configuration ({why}); use a new "
                 "hydra.run.dir for a new configuration") from e
-        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else ""
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        first = first.split(" See full TensorStore details")[0][:200]
         raise CorruptCheckpointError(f"{where} is unreadable ({type(e).__name__}: {first})") from e
+    why = _unreadable_json(Path(mgr.directory) / str(int(step)))
+    if why is not None:
+        raise CorruptCheckpointError(f"{where} is corrupt ({why})")
     try:
         expected = (mgr.metadata(step).custom_metadata or {}).get(CHECKSUM_KEY)
     except Exception as e:
@@ -146,18 +210,7 @@ def restore(mgr: ocp.CheckpointManager, step: int, target_state):
 def set_aside(mgr: ocp.CheckpointManager, step: int) -> Path:
     """Renames checkpoint ``step``'s folder to ``<step>.corrupt`` (``.corrupt-2``, ... if taken)
     beside it, so orbax no longer sees it; nothing is deleted. Returns the new path."""
-    src = Path(mgr.directory) / str(int(step))
-    dst = src.with_name(src.name + CORRUPT_SUFFIX)
-    k = 2
-    while dst.exists():
-        dst = src.with_name(f"{src.name}{CORRUPT_SUFFIX}-{k}")
-        k += 1
-    if jax.process_index() == 0:
-        src.rename(dst)
-    if jax.process_count() > 1:
-        from orbax.checkpoint import multihost
-
-        multihost.sync_global_processes(f"dhde_set_aside_{step}")
+    dst = _rename_aside(Path(mgr.directory) / str(int(step)))
     mgr.reload()
     return dst
 
