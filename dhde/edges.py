@@ -194,6 +194,11 @@ def _scale_map_jit(gray, thresholds, sigma, floor=0.0):
 _hysteresis_jit = jax.jit(_hysteresis_impl)
 
 
+@partial(jax.jit, static_argnames=("sigma",))
+def _max_gradient_jit(gray, sigma):
+    return jnp.max(jnp.hypot(*_smooth_gradient_impl(gray, sigma)))
+
+
 # ----------------------------------------------------------------------------- public wrappers
 
 
@@ -245,6 +250,18 @@ def smooth_gradient(gray, sigma: float = DEFAULT_SIGMA) -> tuple[jax.Array, jax.
       ``magnitude = hypot(gx, gy) / max`` in [0, 1] (all zeros when the image is constant).
     """
     return _gradient_jit(_check_gray(gray), _check_sigma(sigma))
+
+
+def max_gradient(gray, sigma: float = DEFAULT_SIGMA) -> float:
+    """The largest smoothed gradient magnitude ``max hypot(gx, gy)`` of an image, in intensity
+    units per pixel: the quantity :data:`CONTRAST_FLOOR` bounds (Canny's thresholds are
+    fractions of it).
+
+    Args:
+      gray: float (H, W), H, W >= 3, finite (the value channel in [0, 1]).
+      sigma: Canny smoothing std in pixels.
+    """
+    return float(_max_gradient_jit(_check_gray(gray), _check_sigma(sigma)))
 
 
 def canny(gray, low: float, high: float, sigma: float = DEFAULT_SIGMA) -> jax.Array:

@@ -29,7 +29,7 @@ import numpy as np
 
 from dhde import bilateral, matting, propagation, rolling_guidance, sparse_map, weighted_median
 from dhde.classify import classify_edges
-from dhde.edges import CONTRAST_FLOOR, DEFAULT_SIGMA, ESTIMATION_THRESHOLDS, _scale_map_jit
+from dhde.edges import CONTRAST_FLOOR, DEFAULT_SIGMA, ESTIMATION_THRESHOLDS, _scale_map_jit, max_gradient
 from dhde.features.pipeline import scale_features
 from dhde.image import load_image
 from dhde.labels import SIGMA_MAX, SIGMA_MIN
@@ -252,6 +252,12 @@ def _crop(res: DefocusResult, h: int, w: int) -> DefocusResult:
     return DefocusResult(*(x if x.ndim == 0 else x[:h, :w] for x in res))
 
 
+def _no_edges(opts: EstimateOptions, why: str) -> str:
+    return (f"no edges found in the image ({why}; options.contrast_floor={opts.contrast_floor:g}): defocus "
+            "cannot be estimated; lower options.contrast_floor or the Canny thresholds (options.thresholds) "
+            "if it has faint structure")
+
+
 def estimate_defocus(image, model: DefocusModel | None = None, *, options: EstimateOptions | None = None,
                      size_multiple: int = 1, seed: int = 0, **overrides) -> DefocusResult:
     """Per-pixel defocus map of one photograph (the whole method of the paper).
@@ -283,17 +289,17 @@ def estimate_defocus(image, model: DefocusModel | None = None, *, options: Estim
     if int(size_multiple) < 1:
         raise ValueError(f"size_multiple must be >= 1, got {size_multiple}")
     img = load_image(image)
+    if opts.contrast_floor > 0:  # cheap check first: a flat image compiles nothing
+        top = max_gradient(img.max(axis=-1))
+        if top < opts.contrast_floor:
+            raise ValueError(_no_edges(opts, f"its strongest gradient {top:.3g} is below the contrast floor"))
     h, w = img.shape[:2]
     padded = _pad_to(img, int(size_multiple))
     res = estimate_core(jnp.asarray(padded), model, jax.random.key(seed), opts)
     if padded.shape[:2] != (h, w):
         res = _crop(res, h, w)
     if not bool(jnp.any(res.scales > 0)):
-        raise ValueError(
-            "no edges found in the image (flat or nearly flat: no edge above the contrast floor "
-            f"options.contrast_floor={opts.contrast_floor:g}): defocus cannot be estimated; lower "
-            "options.contrast_floor or the Canny thresholds (options.thresholds) if it has faint structure"
-        )
+        raise ValueError(_no_edges(opts, "flat or nearly flat"))
     if opts.seeds:
         placed = int(jnp.sum(res.mask & (res.scales == 0)))
         if placed < opts.seeds:
