@@ -262,8 +262,8 @@ def run_estimate(cfg: dict, out_dir) -> int:
     from dhde.inference import estimate_defocus
     from dhde.outputs import write_estimate
 
-    checked = check_common(cfg)
     alpha = config_check.number(cfg, "alpha", 0.3, lo=0.0, hi=1.0)
+    checked = check_common(cfg)
     inputs, opts, size_multiple = checked["inputs"], checked["options"], checked["size_multiple"]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

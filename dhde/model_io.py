@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import sys
 import warnings
 from pathlib import Path
 
@@ -33,6 +34,25 @@ def host_array(x) -> np.ndarray:
     if isinstance(x, jax.Array) and not x.is_fully_addressable:
         x = x.addressable_data(0)
     return np.asarray(x)
+
+
+def quiet_closed_loop_noise() -> None:
+    """Drops the "Event loop is closed" RuntimeErrors that TensorStore's pending callbacks
+    report (as unraisable exceptions, one traceback each) after orbax gives up on a damaged
+    checkpoint (model or training state); they would bury the one-line warning. Every other unraisable exception goes to
+    the previous hook. Installed once per process."""
+    previous = sys.unraisablehook
+    if getattr(previous, "_dhde_quiet", False):
+        return
+
+    def hook(unraisable):
+        exc = unraisable.exc_value
+        if isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed":
+            return
+        previous(unraisable)
+
+    hook._dhde_quiet = True
+    sys.unraisablehook = hook
 
 
 def tree_sha256(tree) -> str:
@@ -127,6 +147,7 @@ def load_model(directory: str | Path | None = None) -> DefocusModel:
         config = ModelConfig(**cfg)
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as e:
         raise ValueError(f"model config {d / 'config.json'} is corrupt: {type(e).__name__}: {e}") from e
+    quiet_closed_loop_noise()
     try:
         with ocp.StandardCheckpointer() as ckpt:
             params = ckpt.restore(d / "params")

@@ -25,7 +25,7 @@ import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as cm
 
 from dhde import atomic
-from dhde.model_io import host_array, tree_sha256
+from dhde.model_io import host_array, quiet_closed_loop_noise, tree_sha256
 
 #: custom_metadata key of the state's content hash.
 CHECKSUM_KEY = "state_sha256"
@@ -148,25 +148,6 @@ def _mismatch(mgr, step, target_state) -> str | None:
     return f"it holds {len(saved)} arrays of shapes {saved[:6]}..., the current config needs {len(want)} of {want[:6]}..."
 
 
-def _quiet_closed_loop_noise() -> None:
-    """Drops the "Event loop is closed" RuntimeErrors that TensorStore's pending callbacks
-    report (as unraisable exceptions, one traceback each) after orbax gives up on a damaged
-    checkpoint; they would bury the one-line warning. Every other unraisable exception goes to
-    the previous hook. Installed once per process."""
-    previous = sys.unraisablehook
-    if getattr(previous, "_dhde_quiet", False):
-        return
-
-    def hook(unraisable):
-        exc = unraisable.exc_value
-        if isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed":
-            return
-        previous(unraisable)
-
-    hook._dhde_quiet = True
-    sys.unraisablehook = hook
-
-
 def restore(mgr: ocp.CheckpointManager, step: int, target_state):
     """Restores checkpoint ``step`` into the structure and shardings of ``target_state`` and
     verifies it: ``state_sha256`` (a checkpoint without one, from an older dhde, loads with a
@@ -178,7 +159,7 @@ def restore(mgr: ocp.CheckpointManager, step: int, target_state):
     """
     where = f"checkpoint step {step} in {mgr.directory}"
     abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, target_state)
-    _quiet_closed_loop_noise()
+    quiet_closed_loop_noise()
     try:
         state = mgr.restore(step, args=ocp.args.StandardRestore(abstract))
     except Exception as e:  # orbax raises many types; name the file and the cause
