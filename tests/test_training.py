@@ -570,3 +570,42 @@ def test_best_step_is_the_highest_validation_accuracy(tmp_path):
     assert checkpoints.best_step(checkpoints.manager(tmp_path / "ckpt", keep_last=1)) == 2  # after a restart
     empty = checkpoints.manager(tmp_path / "none")
     assert checkpoints.best_step(empty) is None
+
+
+def test_full_disk_leaves_whole_history_lines(tmp_path):
+    """Issue 13 case 7 for the training log: a line cut by a full disk is removed again."""
+    from dhde.atomic import DiskFullError
+
+    class FullAfter:
+        def __init__(self, f, budget):
+            self.f, self.budget, self.name = f, budget, f.name
+
+        def tell(self):
+            return self.f.tell()
+
+        def truncate(self, pos):
+            return self.f.truncate(pos)
+
+        def write(self, data):
+            if self.budget <= 0:
+                raise OSError(28, "No space left on device")
+            n = self.f.write(bytes(data[: self.budget]))
+            self.budget -= n
+            return n
+
+    path = tmp_path / "history.jsonl"
+    with open(path, "ab", buffering=0) as raw:
+        f = FullAfter(raw, 40)
+        loop._append_line(f, {"step": 1, "loss": 2.0})
+        with pytest.raises(DiskFullError, match="history.jsonl"):
+            loop._append_line(f, {"step": 2, "loss": 1.5})
+    assert [json.loads(x) for x in path.read_text().splitlines()] == [{"step": 1, "loss": 2.0}]
+
+
+def test_interrupted_model_save_is_set_aside_and_redone(tmp_path, splits, full_run):
+    wd = tmp_path / "run"
+    shutil.copytree(full_run, wd)
+    (wd / "model" / "config.json").unlink()  # as after a full disk during save_model
+    train_and_evaluate(_cfg(), wd, splits=splits)
+    assert load_model(wd / "model").config == load_model(full_run / "model").config
+    assert len(list(wd.glob("model.incomplete-*"))) == 1

@@ -15,9 +15,11 @@ sees the same batches it would have seen (the data order is a pure function of s
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import math
+import sys
 import time
 from functools import partial
 from pathlib import Path
@@ -95,6 +97,22 @@ def hand_features(arrays: dict, config: ModelConfig, chunk: int = 8192, desc="ha
             sc = np.concatenate([sc, np.ones(chunk - m, sc.dtype)])
         out[s : s + m] = np.asarray(_hand_batch(p, sc, config))[:m]
     return out
+
+
+def _append_line(f, record: dict) -> None:
+    """Appends one JSON line to an unbuffered binary log; on a full disk the partial line is cut
+    off again (the log keeps whole lines only) and DiskFullError is raised."""
+    pos = f.tell()
+    data = memoryview((json.dumps(record) + "\n").encode())
+    try:
+        while data:  # a raw write may be short (e.g. the last free block)
+            data = data[f.write(data):]
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            f.truncate(pos)
+        if atomic.is_disk_full(e):
+            raise atomic.disk_full_error(f.name, e) from e
+        raise
 
 
 def batch_indices(step: int, n: int, batch_size: int, seed: int) -> np.ndarray:
@@ -233,7 +251,7 @@ def train_and_evaluate(cfg, workdir: str | Path, splits: dict | None = None) -> 
     start = int(state.step)
     key = jax.random.key(seed + 1)
     n_train = len(splits["train"]["label"])
-    history = open(workdir / "history.jsonl", "a")
+    history = open(workdir / "history.jsonl", "ab", buffering=0)  # unbuffered: whole lines only
 
     def validate(state):
         p, _ = predict_split(eval_fn, state.params, splits["validation"], hands["validation"], mesh, batch_size)
@@ -271,7 +289,8 @@ def train_and_evaluate(cfg, workdir: str | Path, splits: dict | None = None) -> 
                 raise NonFiniteLossError(f"loss became {last_loss} at step {done}; training stopped. {blame(done)}")
             rate = seen / (time.perf_counter() - t0)
             bar.set_postfix(loss=f"{last_loss:.3f}", acc=f"{float(metrics['accuracy']):.3f}", pps=f"{rate:.0f}")
-            history.write(json.dumps({"step": done, "loss": last_loss, "accuracy": float(metrics["accuracy"]), "patches_per_s": rate}) + "\n")
+            _append_line(history, {"step": done, "loss": last_loss, "accuracy": float(metrics["accuracy"]),
+                                   "patches_per_s": rate})
         if done % eval_every == 0 or done == steps:
             loss_now = float(metrics["loss"])
             finite = all(bool(jnp.isfinite(x).all()) for x in jax.tree_util.tree_leaves(state.params))
@@ -282,8 +301,7 @@ def train_and_evaluate(cfg, workdir: str | Path, splits: dict | None = None) -> 
                     f"{done}; training stopped. {blame(done)}"
                 )
             val = validate(state)
-            history.write(json.dumps({"step": done, "val_tolerance_accuracy": val}) + "\n")
-            history.flush()
+            _append_line(history, {"step": done, "val_tolerance_accuracy": val})
             checkpoints.save(mgr, done, state, {"val_tolerance_accuracy": val})
             saved_here.append(done)
     history.close()
@@ -302,6 +320,10 @@ def train_and_evaluate(cfg, workdir: str | Path, splits: dict | None = None) -> 
     )
     atomic.write_json(workdir / "metrics.json", result)
     model_dir = workdir / "model"
+    if model_dir.exists() and not (model_dir / "config.json").exists():  # an interrupted save (e.g. full disk)
+        aside = model_dir.with_name(f"model.incomplete-{time.strftime('%Y%m%d-%H%M%S')}")
+        model_dir.rename(aside)
+        print(f"warning: {model_dir} was an incomplete save (no config.json); moved it to {aside}", file=sys.stderr)
     if not model_dir.exists():
         save_model(DefocusModel(jax.device_get(state.params), mcfg), model_dir,
                    extra={"test_metrics": {k: v for k, v in result.items() if k != "confusion"}})
