@@ -7,6 +7,10 @@ shared by several application runs) or in the run's own output folder is loaded 
 estimated, and a newly estimated map is written to ``estimate_dir`` (else the output folder) so
 that the next application finds it.
 
+``stem`` is the image's name from :func:`dhde.cli.plan_inputs`: its file name with the
+extension (``photo.jpg``), or for a folder its relative path (``sub/x.png``), so that
+``photo.jpg`` and ``photo.png`` never share a map. Every file is written atomically.
+
 Files per image ``stem`` (besides ``<stem>_defocus_color.png``, a preview of the map):
 
     magnify       <stem>_magnified.png       8-bit RGB, blur x factor (Gaussian variances add)
@@ -464,6 +468,10 @@ def run_gallery(cfg: dict, out_dir) -> list[Path]:
     names = cfg.get("inputs") or ["stereo_motorcycle"]
     if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) and n for n in names):
         raise cc.ConfigError(f"inputs must be a list of names or files, got {names!r}")
+    stems = [Path(n).stem if Path(n).suffix else n for n in names]
+    dup = sorted({x for x in stems if [t.casefold() for t in stems].count(x.casefold()) > 1})
+    if dup:
+        raise cc.ConfigError(f"inputs: several inputs would write the same gallery figure {dup}; rename one")
     if not isinstance(cfg.get("all_in_focus") or {}, dict):
         raise cc.ConfigError(f"all_in_focus must be a mapping of dhde.all_in_focus arguments, got {cfg['all_in_focus']!r}")
     model = LazyModel(cfg.get("model"))

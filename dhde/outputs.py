@@ -1,6 +1,8 @@
 """Writing an estimate to disk: the map in sigma units, previews, mask, sparse map.
 
-Files for an image ``stem`` in ``out_dir``:
+Files for an image ``stem`` in ``out_dir`` (the entry points use the image's name with its
+extension, e.g. ``photo.jpg``, or ``sub/x.png`` for a file in a sub-folder; see
+:func:`dhde.cli.plan_inputs`); every file is written atomically (:mod:`dhde.atomic`):
 
     stem_defocus.npy        float32 (H, W), sigma in pixels: the exact result
     stem_defocus16.png      16-bit grey, value = round(sigma * 10000) (1e-4 px units, <= 6.55 px)

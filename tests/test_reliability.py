@@ -552,3 +552,11 @@ def test_non_ascii_paths_need_hydra_quoting_and_the_readme_says_so():
         assert compose("estimate", overrides=['input="/data/фото.jpg"']).input == "/data/фото.jpg"
     readme = (ROOT / "README.md").read_text()
     assert "'input=\"/data/фото.jpg\"'" in readme
+
+
+def test_gallery_refuses_inputs_that_would_share_a_figure(tmp_path):
+    a = _save(tmp_path / "a" / "scene.png", _img(0))
+    b = _save(tmp_path / "b" / "scene.jpg", _img(1))
+    with pytest.raises(ConfigError, match="same gallery figure"):
+        apps_cli.run_gallery({"inputs": [str(a), str(b)]}, tmp_path / "gallery")
+    assert not (tmp_path / "gallery").exists()
