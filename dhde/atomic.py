@@ -80,7 +80,7 @@ def atomic_path(path) -> Iterator[Path]:
         yield tmp
         if not tmp.is_file():
             raise FileNotFoundError(f"the writer did not create {str(tmp)!r} (for {str(path)!r})")
-        fd = os.open(tmp, os.O_RDONLY)
+        fd = os.open(tmp, os.O_RDWR if os.name == "nt" else os.O_RDONLY)  # Windows: fsync needs write access
         try:
             os.fsync(fd)  # a late ENOSPC (delayed allocation, network file systems) shows here
         finally:

@@ -267,7 +267,10 @@ def run_estimate(cfg: dict, out_dir) -> int:
     inputs, opts, size_multiple = checked["inputs"], checked["options"], checked["size_multiple"]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    model = resolve_model(cfg.get("model"))
+    from dhde.model import DefocusModel
+
+    spec = cfg.get("model")
+    model = spec if isinstance(spec, DefocusModel) else resolve_model(spec)
     truth = default_input()[2] if cfg.get("input") is None else None  # the built-in input's sigma map
     summary, failures = {}, 0
     try:

@@ -560,3 +560,27 @@ def test_gallery_refuses_inputs_that_would_share_a_figure(tmp_path):
     with pytest.raises(ConfigError, match="same gallery figure"):
         apps_cli.run_gallery({"inputs": [str(a), str(b)]}, tmp_path / "gallery")
     assert not (tmp_path / "gallery").exists()
+
+
+def test_every_shipped_config_passes_its_checks(tmp_path):
+    """Controls: the up-front checks accept every config the repository ships."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from dhde.training.config import check_train_config
+
+    photo = str(_save(tmp_path / "p.png", _img(0)))
+    with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
+        def cfg(name, *overrides):
+            return OmegaConf.to_container(compose(name, overrides=list(overrides)), resolve=True)
+
+        for ablation in sorted(p.stem for p in (ROOT / "conf" / "ablation").glob("*.yaml")):
+            check_train_config(cfg("train", f"+ablation={ablation}"))
+        check_train_config(cfg("train", "+experiment=debug", "optimizer=caffe_sgd"))
+        check_train_config(cfg("train", "data=folder", f"data.source=folder:{tmp_path}"))
+        cli.check_common(cfg("estimate", f"input={photo}"))
+        for app in apps_cli.APPS:
+            c = cfg(app, f"input={photo}")
+            apps_cli.app_params(app, c)
+            cli.check_common(c)
+        cli.check_evaluate_config(cfg("evaluate"))
