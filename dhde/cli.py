@@ -52,6 +52,7 @@ def cli_errors():
         report(f"error: {msg} (HYDRA_FULL_ERROR=1 shows the traceback)", logging.ERROR)
         raise SystemExit(2 if isinstance(e, ConfigError) else 1) from None
 
+
 DEFAULT_INPUT_NAME = "stereo_motorcycle"
 #: Only compilations that take at least this long go into the persistent cache.
 CACHE_MIN_COMPILE_SECONDS = 1.0
