@@ -325,9 +325,29 @@ def _fresh_copy(run: Path, dest: Path) -> Path:
 
 
 def _flip_64_bytes(workdir: Path, step: int) -> Path:
-    """Flips 64 bytes in the middle of the largest array-data file of checkpoint ``step``."""
-    files = [p for p in (workdir / "checkpoints" / str(step)).rglob("*") if p.is_file() and p.parent.name == "d"]
-    f = max(files, key=lambda p: p.stat().st_size)
+    """Flips 64 bytes in the middle of an array-data file of checkpoint ``step``: preferably one
+    that orbax still restores, with changed values (the silent case of the issue; which file
+    holds which array depends on OCDBT's layout), else the largest."""
+    item = workdir / "checkpoints" / str(step) / "default"
+    with ocp.StandardCheckpointer() as c:
+        before = _flat(c.restore(item))
+    files = sorted((p for p in item.rglob("*") if p.is_file() and p.parent.name == "d"),
+                   key=lambda p: (-p.stat().st_size, str(p)))
+    for f in files:
+        original = f.read_bytes()
+        b = bytearray(original)
+        for i in range(64):
+            b[len(b) // 2 + i] ^= 0xFF
+        f.write_bytes(bytes(b))
+        try:
+            with ocp.StandardCheckpointer() as c:
+                after = _flat(c.restore(item))
+            if any(not np.array_equal(before[k], after[k]) for k in before):
+                return f  # restores silently with different values
+        except Exception:
+            pass
+        f.write_bytes(original)
+    f = files[0]
     b = bytearray(f.read_bytes())
     for i in range(64):
         b[len(b) // 2 + i] ^= 0xFF
@@ -339,7 +359,7 @@ def _flip_64_bytes(workdir: Path, step: int) -> Path:
 # never deleted) with ONE warning line, and the run resumes from the newest valid one; the result
 # is then exactly that of an undamaged run.
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # orbax coroutines
-@pytest.mark.parametrize("damage", ["flip64", "truncate", "metadata"])
+@pytest.mark.parametrize("damage", ["flip64", "truncate", "metadata", "checksum"])
 def test_corrupt_latest_checkpoint_is_set_aside_and_run_resumes(tmp_path, splits, full_run, capsys, damage):
     wd = _fresh_copy(full_run, tmp_path / "run")
     assert _steps(wd) == [K, 2 * K]
@@ -350,14 +370,21 @@ def test_corrupt_latest_checkpoint_is_set_aside_and_run_resumes(tmp_path, splits
         for p in (wd / "checkpoints" / str(2 * K)).rglob("*"):
             if p.is_file() and p.parent.name == "d":
                 p.write_bytes(p.read_bytes()[:7])
-    else:
+    elif damage == "metadata":
         (wd / "checkpoints" / str(2 * K) / "_CHECKPOINT_METADATA").write_text("{not json")
+    else:  # arrays that decode fine but are not what was saved: only the checksum can tell
+        meta = wd / "checkpoints" / str(2 * K) / "_CHECKPOINT_METADATA"
+        m = json.loads(meta.read_text())
+        m["custom_metadata"]["state_sha256"] = "0" * 64
+        meta.write_text(json.dumps(m))
     result = train_and_evaluate(_cfg(), wd, splits=splits)
     cap = capsys.readouterr()
     warns = [ln for ln in cap.err.replace("\r", "\n").splitlines() if "warning:" in ln]
     assert len(warns) == 1, cap.err
     line = warns[0][warns[0].index("warning:"):]
     assert f"checkpoint step {2 * K}" in line and f"{2 * K}.corrupt" in line and len(line) < 700, line
+    if damage == "checksum":
+        assert "fails its checksum" in line
     assert "Traceback" not in cap.err and "TensorStore details" not in cap.err
     assert f"resumed from checkpoint step {K}" in cap.out
     aside = wd / "checkpoints" / f"{2 * K}.corrupt"
