@@ -7,6 +7,10 @@ shared by several application runs) or in the run's own output folder is loaded 
 estimated, and a newly estimated map is written to ``estimate_dir`` (else the output folder) so
 that the next application finds it.
 
+``stem`` is the image's name from :func:`dhde.cli.plan_inputs`: its file name with the
+extension (``photo.jpg``), or for a folder its relative path (``sub/x.png``), so that
+``photo.jpg`` and ``photo.png`` never share a map. Every file is written atomically.
+
 Files per image ``stem`` (besides ``<stem>_defocus_color.png``, a preview of the map):
 
     magnify       <stem>_magnified.png       8-bit RGB, blur x factor (Gaussian variances add)
@@ -21,17 +25,20 @@ Files per image ``stem`` (besides ``<stem>_defocus_color.png``, a preview of the
 
 from __future__ import annotations
 
-import json
+import contextlib
+import logging
 import math
 import time
 import traceback
+import warnings
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from dhde.cli import default_input, iter_inputs, resolve_model
+from dhde import atomic
+from dhde.cli import check_common, default_input, report, resolve_model
 from dhde.image import load_image, save_image
 from dhde.labels import SIGMAS
 from dhde.outputs import colorize
@@ -218,9 +225,7 @@ def estimate_or_load(stem: str, image: np.ndarray, out_dir, model, opts=None, *,
     m = model if isinstance(model, DefocusModel) or model is None else model()
     res = estimate_defocus(image, m, options=opts, size_multiple=int(size_multiple))
     defocus = np.asarray(res.defocus, np.float32)
-    target = dirs[0]
-    target.mkdir(parents=True, exist_ok=True)
-    np.save(target / f"{stem}_defocus.npy", defocus)
+    atomic.save_npy(dirs[0] / f"{stem}_defocus.npy", defocus)
     return defocus, "estimated"
 
 
@@ -300,45 +305,58 @@ def run_app(app: str, cfg: dict, out_dir) -> int:
         ``size_multiple``, ``options`` (:class:`EstimateOptions` fields) and the app's
         parameters (:data:`APP_PARAMS`) at the top level.
       out_dir: output folder (created); ``summary.json`` lists every image, its files or error.
+        Outputs are named after each input's name (:func:`dhde.cli.plan_inputs`: the file name
+        with its extension, and a folder's relative path), so each image finds its own map.
 
     Raises:
-      ValueError / TypeError: bad app parameters or options (before any image is read).
+      ValueError / TypeError: bad app parameters, options, input or model (before any image is
+        read; :class:`dhde.config_check.ConfigError` names the key).
+      dhde.atomic.DiskFullError: no space left; the run stops, files already written are whole.
     """
-    from dhde.inference import EstimateOptions
-
     params = app_params(app, cfg)
-    opts = EstimateOptions(**(cfg.get("options") or {}))
+    checked = check_common(cfg)
+    inputs, opts, size_multiple = checked["inputs"], checked["options"], checked["size_multiple"]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model = LazyModel(cfg.get("model"))
-    inputs = list(iter_inputs(cfg.get("input")))
     summary, failures = {}, 0
-    for stem, src in tqdm(inputs, desc=app, unit="img", disable=len(inputs) < 2):
-        t0 = time.perf_counter()
-        try:
-            image = load_image(src)
-            defocus, source = estimate_or_load(stem, image, out, model, opts,
-                                               estimate_dir=cfg.get("estimate_dir"),
-                                               size_multiple=int(cfg.get("size_multiple", 1)))
-            _check_pair(image, defocus)
-            paths = {"defocus_color": save_image(out / f"{stem}_defocus_color.png", colorize(defocus))}
-            paths.update(APP_WRITERS[app](out, stem, image, defocus, params))
-            summary[stem] = {
-                "source": "built-in" if isinstance(src, np.ndarray) else str(src),
-                "defocus": source, "seconds": round(time.perf_counter() - t0, 3),
-                "files": {k: str(v) for k, v in paths.items()},
-            }
-            print(f"{stem}: {app} done ({'reused ' + source if source != 'estimated' else 'estimated'})")
-        except Exception as e:  # report and go on with the next image
-            failures += 1
-            summary[stem] = {"source": str(src) if not isinstance(src, np.ndarray) else "built-in",
-                             "error": f"{type(e).__name__}: {e}"}
-            print(f"FAILED {stem}: {type(e).__name__}: {e}")
-            if not isinstance(e, (ValueError, TypeError)):
-                traceback.print_exc()
-    (out / "summary.json").write_text(json.dumps({"app": app, "params": params, "images": summary},
-                                                 indent=2, default=str))
-    print(f"{len(inputs) - failures}/{len(inputs)} images done; outputs in {out}")
+    try:
+        for stem, src in tqdm(inputs, desc=app, unit="img", disable=len(inputs) < 2):
+            t0 = time.perf_counter()
+            source = "built-in" if isinstance(src, np.ndarray) else str(src)
+            try:
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    image = load_image(src)
+                    defocus, origin = estimate_or_load(stem, image, out, model, opts,
+                                                       estimate_dir=cfg.get("estimate_dir"),
+                                                       size_multiple=size_multiple)
+                for w in caught:
+                    report(f"warning: {stem}: {w.message}", logging.WARNING)
+                _check_pair(image, defocus)
+                paths = {"defocus_color": save_image(out / f"{stem}_defocus_color.png", colorize(defocus))}
+                paths.update(APP_WRITERS[app](out, stem, image, defocus, params))
+                summary[stem] = {
+                    "source": source, "defocus": origin, "seconds": round(time.perf_counter() - t0, 3),
+                    "files": {k: str(v) for k, v in paths.items()},
+                }
+                report(f"{stem}: {app} done ({'reused ' + origin if origin != 'estimated' else 'estimated'})")
+            except Exception as e:  # report and go on with the next image; a full disk stops the run
+                if isinstance(e, atomic.DiskFullError):
+                    raise
+                if atomic.is_disk_full(e):
+                    raise atomic.disk_full_error(out / stem, e) from e
+                failures += 1
+                summary[stem] = {"source": source, "error": f"{type(e).__name__}: {e}"}
+                report(f"FAILED {stem}: {type(e).__name__}: {e}", logging.ERROR)
+                if not isinstance(e, (ValueError, TypeError)):
+                    traceback.print_exc()
+    except BaseException:  # e.g. a full disk: the summary of what was done, if it still fits
+        with contextlib.suppress(OSError):
+            atomic.write_json(out / "summary.json", {"app": app, "params": params, "images": summary}, default=str)
+        raise
+    atomic.write_json(out / "summary.json", {"app": app, "params": params, "images": summary}, default=str)
+    report(f"{len(inputs) - failures}/{len(inputs)} images done; outputs in {out}")
     return failures
 
 
@@ -414,11 +432,11 @@ def write_gallery_figure(path, panels: dict[str, np.ndarray], *, title: str | No
     if title:
         fig.suptitle(title, fontsize=10)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png")
+    atomic.savefig(path, fig, format="png")
     if path.stat().st_size > max_bytes:
         with Image.open(path) as im:
-            im.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
+            small = im.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT)
+        atomic.save_pil(path, small, optimize=True)
     return path
 
 
@@ -435,15 +453,30 @@ def run_gallery(cfg: dict, out_dir) -> list[Path]:
     Returns:
       the paths written (``<out_dir>/<stem>.png``).
     """
-    from dhde.inference import EstimateOptions, estimate_defocus
+    from dhde import config_check as cc
+    from dhde.cli import check_model_spec, estimate_options
+    from dhde.inference import estimate_defocus
 
     out = Path(out_dir)
-    opts = EstimateOptions(**(cfg.get("options") or {}))
+    opts = estimate_options(cfg.get("options"))
+    check_model_spec(cfg.get("model"))
+    factor = cc.number(cfg, "factor", 3.0, lo=1.0)
+    alpha = cc.number(cfg, "alpha", 0.3, lo=0.0, hi=1.0)
+    cc.integer(cfg, "width_px", 960, lo=64)
+    cc.integer(cfg, "max_bytes", 300_000, lo=1)
+    cc.integer(cfg, "size_multiple", 32, lo=1)
+    names = cfg.get("inputs") or ["stereo_motorcycle"]
+    if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) and n for n in names):
+        raise cc.ConfigError(f"inputs must be a list of names or files, got {names!r}")
+    stems = [Path(n).stem if Path(n).suffix else n for n in names]
+    dup = sorted({x for x in stems if [t.casefold() for t in stems].count(x.casefold()) > 1})
+    if dup:
+        raise cc.ConfigError(f"inputs: several inputs would write the same gallery figure {dup}; rename one")
+    if not isinstance(cfg.get("all_in_focus") or {}, dict):
+        raise cc.ConfigError(f"all_in_focus must be a mapping of dhde.all_in_focus arguments, got {cfg['all_in_focus']!r}")
     model = LazyModel(cfg.get("model"))
-    factor = float(cfg.get("factor", 3.0))
-    alpha = float(cfg.get("alpha", 0.3))
     written = []
-    for name in cfg.get("inputs") or ["stereo_motorcycle"]:
+    for name in names:
         t0 = time.perf_counter()
         stem, image, truth = gallery_input(str(name))
         if cfg.get("estimate_dir"):

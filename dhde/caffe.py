@@ -264,6 +264,8 @@ RELEASED_LAYERS = {
     "fc3": ("classifier", (11, 150)),
 }
 RELEASED_PARAM_COUNT = 126_436
+#: Imported weights above this magnitude mean a damaged file (the released model's largest is 0.89).
+MAX_ABS_WEIGHT = 1e4
 HAND_FEATURES = 120  # 3 hand-crafted features x 40 scale-encoded values
 PATCH = 27
 
@@ -322,7 +324,8 @@ def import_caffe_model(path: str | os.PathLike) -> ImportedModel:
 
     Raises:
       ValueError: unreadable file (see :func:`read_caffemodel`), a missing or unexpected layer,
-        a blob count other than 2 (weight, bias), or a shape that differs from the architecture;
+        a blob count other than 2 (weight, bias), a shape that differs from the architecture,
+        or NaN / infinite / absurdly large (> ``MAX_ABS_WEIGHT``) weights (a damaged file);
         messages name the file, the layer and the shapes.
     """
     blobs = read_caffemodel(path)
@@ -343,6 +346,14 @@ def import_caffe_model(path: str | os.PathLike) -> ImportedModel:
         if w.shape != wshape or b.shape != (wshape[0],):
             raise ValueError(f"{src!r}: layer {name!r} has weight shape {bl[0].shape} and bias shape "
                              f"{bl[1].shape}, expected {wshape} and {(wshape[0],)}")
+        for what, blob in (("weights", w), ("biases", b)):
+            finite = np.isfinite(blob)
+            if not finite.all():
+                raise ValueError(f"{src!r}: layer {name!r} has {int((~finite).sum())} NaN or infinite {what}: "
+                                 "the file is damaged")
+            if blob.size and float(np.abs(blob).max()) > MAX_ABS_WEIGHT:
+                raise ValueError(f"{src!r}: layer {name!r} has {what} up to {float(np.abs(blob).max()):.3g} "
+                                 f"(a trained network stays far below {MAX_ABS_WEIGHT:g}): the file is damaged")
         kernel = w.transpose(3, 2, 1, 0) if group == "deep" else w.T
         params[group][name] = {"kernel": jnp.asarray(kernel, jnp.float32), "bias": jnp.asarray(b, jnp.float32)}
         count += w.size + b.size

@@ -34,6 +34,14 @@ ESTIMATION_THRESHOLDS = ((0.117, 0.176), (0.234, 0.351))
 TRAINING_THRESHOLDS = ((0.234, 0.351), (0.468, 0.702))
 #: MATLAB's default Canny sigma.
 DEFAULT_SIGMA = math.sqrt(2.0)
+#: Contrast floor of the estimator: an image whose largest smoothed gradient magnitude
+#: ``hypot(gx, gy)`` (intensity units per pixel, value channel in [0, 1], Canny's sigma sqrt 2)
+#: is below this has no edges. Canny's thresholds are fractions of the image's own maximum, so
+#: without a floor the noise of a flat image becomes "edges". Measured maxima: flat grey with
+#: +-1/255 noise 0.004-0.007 (64x80 to 2000x3000), Gaussian noise of std 1 / 2 grey levels up
+#: to 0.007 / 0.016; photographs 0.13-0.98 (scikit-image's set), 0.033-0.25 darkened to 0.25x.
+#: 0.02 is a step of about 5 grey levels.
+CONTRAST_FLOOR = 0.02
 #: Pointer-jumping steps per hysteresis iteration.
 _JUMPS = 2
 
@@ -171,18 +179,24 @@ def _canny_jit(gray, low, high, sigma):
 
 
 @partial(jax.jit, static_argnames=("sigma",))
-def _scale_map_jit(gray, thresholds, sigma):
+def _scale_map_jit(gray, thresholds, sigma, floor=0.0):
     gx, gy = _smooth_gradient_impl(gray, sigma)
+    above_floor = jnp.max(jnp.hypot(gx, gy)) >= floor  # else no edges at all (traced floor)
     mag = _normalised_magnitude(gx, gy)
     maxima = _local_maxima(gx, gy, mag)
     scales = jnp.zeros(gray.shape, jnp.int32)
     for k in range(thresholds.shape[0]):  # a few pairs: unrolled, NMS shared
         edge = _hysteresis_impl(maxima & (mag > thresholds[k, 0]), mag > thresholds[k, 1])
         scales = jnp.maximum(scales, jnp.where(edge, k + 1, 0))
-    return scales
+    return jnp.where(above_floor, scales, 0)
 
 
 _hysteresis_jit = jax.jit(_hysteresis_impl)
+
+
+@partial(jax.jit, static_argnames=("sigma",))
+def _max_gradient_jit(gray, sigma):
+    return jnp.max(jnp.hypot(*_smooth_gradient_impl(gray, sigma)))
 
 
 # ----------------------------------------------------------------------------- public wrappers
@@ -238,6 +252,18 @@ def smooth_gradient(gray, sigma: float = DEFAULT_SIGMA) -> tuple[jax.Array, jax.
     return _gradient_jit(_check_gray(gray), _check_sigma(sigma))
 
 
+def max_gradient(gray, sigma: float = DEFAULT_SIGMA) -> float:
+    """The largest smoothed gradient magnitude ``max hypot(gx, gy)`` of an image, in intensity
+    units per pixel: the quantity :data:`CONTRAST_FLOOR` bounds (Canny's thresholds are
+    fractions of it).
+
+    Args:
+      gray: float (H, W), H, W >= 3, finite (the value channel in [0, 1]).
+      sigma: Canny smoothing std in pixels.
+    """
+    return float(_max_gradient_jit(_check_gray(gray), _check_sigma(sigma)))
+
+
 def canny(gray, low: float, high: float, sigma: float = DEFAULT_SIGMA) -> jax.Array:
     """Canny edges like MATLAB ``edge(gray, 'canny', [low high], sigma)``.
 
@@ -256,7 +282,8 @@ def canny(gray, low: float, high: float, sigma: float = DEFAULT_SIGMA) -> jax.Ar
 
 
 def scale_map(
-    gray, thresholds: Sequence[Sequence[float]] = ESTIMATION_THRESHOLDS, sigma: float = DEFAULT_SIGMA
+    gray, thresholds: Sequence[Sequence[float]] = ESTIMATION_THRESHOLDS, sigma: float = DEFAULT_SIGMA,
+    floor: float = 0.0,
 ) -> jax.Array:
     """Edge scale map: ``max_k k * canny(gray, *thresholds[k-1])``.
 
@@ -269,19 +296,24 @@ def scale_map(
         ``ESTIMATION_THRESHOLDS`` (use ``TRAINING_THRESHOLDS`` for training data). Values are
         traced; K is static.
       sigma: Canny smoothing std in pixels (static).
+      floor: contrast floor (>= 0, traced): when the largest smoothed gradient magnitude is
+        below it, the map is all 0 (no edges). 0 (default) = Canny as MATLAB; the estimator
+        uses :data:`CONTRAST_FLOOR`.
 
     Returns:
       int32 (H, W) in 0..K. With the default two pairs: 0 = no edge, 1 = weak edge only
       (large 27x27 patch), 2 = strong edge (small 15x15 patch).
     """
     gray = _check_gray(gray)
+    if not _is_tracer(floor) and not (np.isfinite(float(floor)) and float(floor) >= 0):
+        raise ValueError(f"floor must be a finite number >= 0, got {floor!r}")
     if not _is_tracer(thresholds):
         t = np.asarray(thresholds, dtype=np.float64)
         if t.ndim != 2 or t.shape[1] != 2 or t.shape[0] < 1:
             raise ValueError(f"thresholds must have shape (K, 2) with K >= 1, got {t.shape}")
         for low, high in t:
             _check_pair(low, high)
-    return _scale_map_jit(gray, jnp.asarray(thresholds, jnp.float32), _check_sigma(sigma))
+    return _scale_map_jit(gray, jnp.asarray(thresholds, jnp.float32), _check_sigma(sigma), jnp.float32(floor))
 
 
 def hysteresis(candidates, strong) -> jax.Array:

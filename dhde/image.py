@@ -7,6 +7,7 @@ contract), so all input validation of pixel data lives here.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Union
 
@@ -16,6 +17,11 @@ import numpy as np
 
 #: Smallest image side that can hold one large (27x27) patch.
 MIN_SIDE = 27
+#: File suffixes read as images, the same set for a single file and for every file of a folder
+#: (entry points, training folders). Animated / multi-page files (GIF, TIFF) give frame 0.
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pnm")
+#: An integer image whose maximum is below this fraction of its dtype's maximum gets a warning.
+INTEGER_RANGE_WARNING = 0.01
 
 ImageLike = Union[str, os.PathLike, np.ndarray, jax.Array]
 
@@ -29,6 +35,10 @@ def _read_file(path: Path) -> np.ndarray:
         raise ValueError(f"image path is not a file: {str(path)!r}")
     try:
         with Image.open(path) as im:
+            frames = int(getattr(im, "n_frames", 1) or 1)
+            if frames > 1:
+                warnings.warn(f"{str(path)!r} holds {frames} frames (animation or multi-page file); "
+                              f"using frame 0 of {frames}", stacklevel=3)
             im = ImageOps.exif_transpose(im)  # JPEG orientation tag
             mode = im.mode
             if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
@@ -95,17 +105,23 @@ def load_image(image: ImageLike, *, min_side: int = MIN_SIDE) -> np.ndarray:
 
     Args:
       image: a path to an image file (PNG 8/16-bit, JPEG with EXIF orientation, grey, RGBA,
-        anything Pillow reads), or an array. Integer arrays are scaled by their dtype's maximum
-        (uint8 by 255, uint16 by 65535); float arrays must already be in [0, 1]. Grey (H, W) or
-        (H, W, 1) images are replicated to three channels; an alpha channel is dropped.
+        anything Pillow reads; animated GIF / multi-page TIFF: frame 0, with a warning "frame 0
+        of N"), or an array. **Integer rule:** every integer array is divided by its dtype's
+        maximum (uint8 by 255, uint16 by 65535, int16 by 32767, int32 by 2**31 - 1, ...), and a
+        ``UserWarning`` is issued when its largest value is under 1 % of that maximum (e.g.
+        0..255 values in a uint16 or int32 array: convert with ``.astype(np.uint8)`` first);
+        negative values are rejected. Float arrays must already be in [0, 1]; bool arrays give
+        0 / 1. Grey (H, W) or (H, W, 1) images are replicated to three channels; an alpha
+        channel is dropped.
       min_side: the smallest accepted height and width in pixels (default 27, the large patch).
 
     Returns:
       A NumPy float32 array of shape (H, W, 3), values in [0, 1].
 
     Raises:
-      ValueError: unreadable file, wrong rank or channel count, non-finite values, float values
-        outside [0, 1], or an image smaller than ``min_side`` on a side.
+      ValueError: unreadable file, empty (0-size) array, wrong rank or channel count, non-finite
+        values, negative integers, float values outside [0, 1], or an image smaller than
+        ``min_side`` on a side.
       TypeError: an input that is neither a path nor an array, or a non-numeric dtype.
     """
     if isinstance(image, (str, os.PathLike)):
@@ -119,15 +135,23 @@ def load_image(image: ImageLike, *, min_side: int = MIN_SIDE) -> np.ndarray:
     elif isinstance(image, (np.ndarray, jax.Array)):
         what = "image array"
         arr = np.asarray(image)
+        if arr.size == 0:
+            raise ValueError(f"image array is empty (shape {arr.shape}); at least {min_side}x{min_side} "
+                             "pixels are needed")
         if arr.dtype == np.bool_:
             arr = arr.astype(np.float32)
         elif np.issubdtype(arr.dtype, np.integer):
-            if arr.size and arr.min() < 0:
+            if arr.min() < 0:
                 raise ValueError("image array has negative integer values")
-            scale = 255.0 if arr.dtype.itemsize == 1 else float(np.iinfo(arr.dtype).max)
-            if arr.dtype.itemsize > 2 and arr.size and arr.max() <= 65535:
-                scale = 65535.0 if arr.max() > 255 else 255.0
-            arr = arr.astype(np.float32) / scale
+            top, peak = float(np.iinfo(arr.dtype).max), float(arr.max())
+            if peak < INTEGER_RANGE_WARNING * top:
+                warnings.warn(
+                    f"{arr.dtype} image array uses {100.0 * peak / top:.2g} % of its dtype's range (max "
+                    f"{peak:.0f} of {top:.0f}); integer images are divided by the dtype's maximum, so it "
+                    "reads as nearly black. Convert it first, e.g. .astype(np.uint8) for 0..255 values",
+                    stacklevel=2,
+                )
+            arr = (arr.astype(np.float64) / top).astype(np.float32)
         elif np.issubdtype(arr.dtype, np.floating):
             arr = arr.astype(np.float32)
         else:
@@ -180,19 +204,21 @@ def grey16_image(values: np.ndarray):
 def save_image(path: Union[str, os.PathLike], image: np.ndarray, *, bits: int = 8) -> Path:
     """Writes an (H, W) or (H, W, 3) float image in [0, 1] as an 8- or 16-bit PNG.
 
-    Parent directories are created. Values are clipped to [0, 1].
+    Parent directories are created. Values are clipped to [0, 1]. The file is written
+    atomically (:mod:`dhde.atomic`): a failure never leaves a truncated PNG.
     """
     from PIL import Image
 
+    from dhde import atomic
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     arr = np.clip(np.asarray(image, dtype=np.float64), 0.0, 1.0)
     if bits == 8:
-        Image.fromarray(np.round(arr * 255).astype(np.uint8)).save(path)
+        im = Image.fromarray(np.round(arr * 255).astype(np.uint8))
     elif bits == 16:
         if arr.ndim != 2:
             raise ValueError("16-bit output supports grey (H, W) images only")
-        grey16_image(np.round(arr * 65535)).save(path)
+        im = grey16_image(np.round(arr * 65535))
     else:
         raise ValueError(f"bits must be 8 or 16, got {bits}")
-    return path
+    return atomic.save_pil(path, im)

@@ -29,7 +29,7 @@ import numpy as np
 
 from dhde import bilateral, matting, propagation, pyramid, rolling_guidance, sparse_map, weighted_median
 from dhde.classify import classify_edges
-from dhde.edges import DEFAULT_SIGMA, ESTIMATION_THRESHOLDS, _scale_map_jit
+from dhde.edges import CONTRAST_FLOOR, DEFAULT_SIGMA, ESTIMATION_THRESHOLDS, _scale_map_jit, max_gradient
 from dhde.features.pipeline import scale_features
 from dhde.image import load_image
 from dhde.labels import NUM_LABELS, SIGMA_MAX, SIGMA_MIN
@@ -43,6 +43,9 @@ class EstimateOptions:
 
     Attributes:
       thresholds: Canny threshold pairs (fractions of the max gradient), weak then strong.
+      contrast_floor: an image whose largest smoothed gradient magnitude (value channel,
+        intensity per pixel) is below this has no edges ("no edges" error) instead of a map
+        built from its noise; default ``dhde.edges.CONTRAST_FLOOR`` (0.02), 0 = off.
       sparse_value: a point's sigma from its class probabilities: "argmax" (paper) or "mean"
         (expected sigma), see ``dhde.sparse_map.point_sigma``.
       chunk: patches classified per loop step (memory ~ chunk * 30 kB).
@@ -81,6 +84,7 @@ class EstimateOptions:
     """
 
     thresholds: tuple[tuple[float, float], ...] = ESTIMATION_THRESHOLDS
+    contrast_floor: float = CONTRAST_FLOOR
     sparse_value: str = "argmax"
     chunk: int = 2048
     rgf_sigma_s: float = 1.5
@@ -132,6 +136,8 @@ class EstimateOptions:
         for lo, hi in self.thresholds:
             if not 0 <= lo < hi < 1:
                 raise ValueError(f"Canny thresholds need 0 <= low < high < 1, got ({lo}, {hi})")
+        if not (np.isfinite(self.contrast_floor) and self.contrast_floor >= 0):
+            raise ValueError(f"contrast_floor must be a finite number >= 0, got {self.contrast_floor!r}")
         if self.sparse_value not in sparse_map.VALUES:
             raise ValueError(f"sparse_value must be one of {sparse_map.VALUES}, got {self.sparse_value!r}")
         if self.range_channels not in ("rgb", "first"):
@@ -232,7 +238,7 @@ def _multiscale_sparse(image, model, key, opts, n_levels):
         img_k = image if k == 0 else pyramid._downscale(image, k=k, pre_blur=opts.pre_blur)
         gray = gray0 if k == 0 else jnp.max(img_k, axis=-1)
         if k == 0 or reference is None:
-            scales = _scale_map_jit(gray, thr, DEFAULT_SIGMA)
+            scales = _scale_map_jit(gray, thr, DEFAULT_SIGMA, jnp.float32(opts.contrast_floor))
         else:
             scales = pyramid.scale_map_absolute(gray, thr, DEFAULT_SIGMA, reference)
         allowed = None
@@ -261,7 +267,8 @@ def _estimate_impl(image, model: DefocusModel, key, opts: EstimateOptions) -> De
     gray = jnp.max(image, axis=-1)
     n_levels = effective_levels(gray.shape, opts.levels)  # capped silently here; estimate_defocus warns
     if n_levels == 1:  # the paper's single scale, exactly as before
-        scales = _scale_map_jit(gray, jnp.asarray(opts.thresholds, jnp.float32), DEFAULT_SIGMA)
+        scales = _scale_map_jit(gray, jnp.asarray(opts.thresholds, jnp.float32), DEFAULT_SIGMA,
+                                jnp.float32(opts.contrast_floor))
         probs = classify_edges(image, scales, model, opts.chunk)
         mask = scales > 0
         sparse = jnp.where(mask, sparse_map.point_sigma(probs, opts.sparse_value), 0.0)
@@ -378,6 +385,12 @@ def _crop(res: DefocusResult, h: int, w: int) -> DefocusResult:
     return DefocusResult(*(x if x.ndim == 0 else x[:h, :w] for x in res))
 
 
+def _no_edges(opts: EstimateOptions, why: str) -> str:
+    return (f"no edges found in the image ({why}; options.contrast_floor={opts.contrast_floor:g}): defocus "
+            "cannot be estimated; lower options.contrast_floor or the Canny thresholds (options.thresholds) "
+            "if it has faint structure")
+
+
 def estimate_defocus(image, model: DefocusModel | None = None, *, options: EstimateOptions | None = None,
                      size_multiple: int = 1, seed: int = 0, **overrides) -> DefocusResult:
     """Per-pixel defocus map of one photograph (the whole method of the paper).
@@ -398,26 +411,36 @@ def estimate_defocus(image, model: DefocusModel | None = None, *, options: Estim
 
     Raises:
       ValueError: unreadable or invalid image (see ``load_image``), or an image in which Canny
-        finds no edge at all, at any pyramid level (nothing to estimate from; e.g. a flat image).
+        finds no edge at all, at any pyramid level (nothing to estimate from): a flat image, or
+        one whose strongest edge is below ``options.contrast_floor`` (e.g. flat grey with +-1/255
+        noise).
 
     Warns:
       UserWarning: ``levels`` is more than the image size allows; fewer levels are used.
+      UserWarning: ``options.seeds > 0`` but fewer seed points than asked could be placed (too
+        few pixels at least ``seed_min_distance`` from every edge).
     """
     model, opts = _resolve(model, options, overrides)
     if int(size_multiple) < 1:
         raise ValueError(f"size_multiple must be >= 1, got {size_multiple}")
     img = load_image(image)
+    if opts.contrast_floor > 0:  # cheap check first: a flat image compiles nothing
+        top = max_gradient(img.max(axis=-1))
+        if top < opts.contrast_floor:
+            raise ValueError(_no_edges(opts, f"its strongest gradient {top:.3g} is below the contrast floor"))
     h, w = img.shape[:2]
     _warn_levels((h, w), opts)
     padded = _pad_to(img, int(size_multiple))
     res = estimate_core(jnp.asarray(padded), model, jax.random.key(seed), opts)
     if padded.shape[:2] != (h, w):
         res = _crop(res, h, w)
-    if not bool(jnp.any(res.mask)):
-        raise ValueError(
-            "no edges found in the image (flat or nearly flat): defocus cannot be estimated; "
-            "lower the Canny thresholds (options.thresholds) if it has faint structure"
-        )
+    if not bool(jnp.any(res.scales > 0)):
+        raise ValueError(_no_edges(opts, "flat or nearly flat"))
+    if opts.seeds:
+        placed = int(jnp.sum(res.mask & (res.scales == 0)))
+        if placed < opts.seeds:
+            warnings.warn(f"options.seeds={opts.seeds} asked but {placed} seed points placed: only that many "
+                          f"fit at least {opts.seed_min_distance} px from every edge", stacklevel=2)
     return res
 
 
@@ -426,7 +449,8 @@ def estimate_defocus_batch(images, model: DefocusModel | None = None, *, options
     """:func:`estimate_defocus` for a stack (B, H, W, 3) or a list of same-size images, in one call.
 
     Returns a :class:`DefocusResult` whose fields have a leading batch axis. Images without edges
-    give a constant map (the mean of nothing: 0) and an all-False ``mask``; check ``mask.any``.
+    (or none above ``options.contrast_floor``) give a constant map and an all-zero ``scales``;
+    check ``(scales > 0).any``.
     """
     model, opts = _resolve(model, options, overrides)
     if isinstance(images, (list, tuple)):

@@ -1,6 +1,8 @@
 """Writing an estimate to disk: the map in sigma units, previews, mask, sparse map.
 
-Files for an image ``stem`` in ``out_dir``:
+Files for an image ``stem`` in ``out_dir`` (the entry points use the image's name with its
+extension, e.g. ``photo.jpg``, or ``sub/x.png`` for a file in a sub-folder; see
+:func:`dhde.cli.plan_inputs`); every file is written atomically (:mod:`dhde.atomic`):
 
     stem_defocus.npy        float32 (H, W), sigma in pixels: the exact result
     stem_defocus16.png      16-bit grey, value = round(sigma * 10000) (1e-4 px units, <= 6.55 px)
@@ -15,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dhde import atomic
 from dhde.image import grey16_image, save_image
 from dhde.labels import SIGMAS
 
@@ -36,10 +39,7 @@ def colorize(values: np.ndarray, vmin: float = float(SIGMAS[0]), vmax: float = f
 
 def save_sigma_png16(path, sigma: np.ndarray) -> Path:
     """16-bit PNG of a sigma map: value = round(sigma * 10000), clipped to 0..65535."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    grey16_image(np.round(np.asarray(sigma, np.float64) * SIGMA_PNG_SCALE)).save(path)
-    return path
+    return atomic.save_pil(path, grey16_image(np.round(np.asarray(sigma, np.float64) * SIGMA_PNG_SCALE)))
 
 
 def load_sigma_png16(path) -> np.ndarray:
@@ -69,11 +69,10 @@ def preview_png(path, image: np.ndarray, defocus: np.ndarray, mask: np.ndarray) 
     for a in axes:
         a.axis("off")
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    try:
+        return atomic.savefig(path, fig, dpi=90)
+    finally:
+        plt.close(fig)
 
 
 def write_estimate(out_dir, stem: str, image: np.ndarray, result, mask: np.ndarray) -> dict[str, Path]:
@@ -82,7 +81,7 @@ def write_estimate(out_dir, stem: str, image: np.ndarray, result, mask: np.ndarr
     out.mkdir(parents=True, exist_ok=True)
     d = np.asarray(result.defocus, np.float32)
     paths = {"npy": out / f"{stem}_defocus.npy"}
-    np.save(paths["npy"], d)
+    atomic.save_npy(paths["npy"], d)
     paths["png16"] = save_sigma_png16(out / f"{stem}_defocus16.png", d)
     paths["color"] = save_image(out / f"{stem}_defocus_color.png", colorize(d))
     paths["mask"] = save_image(out / f"{stem}_mask.png", np.asarray(mask, np.float32))

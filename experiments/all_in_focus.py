@@ -21,13 +21,14 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 @hydra.main(config_path="../conf", config_name="all_in_focus", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     from dhde.apps_cli import run_app
-    from dhde.cli import use_compilation_cache
+    from dhde.cli import cli_errors, use_compilation_cache
 
-    use_compilation_cache(cfg.get("jax_cache"))
-
-    out = HydraConfig.get().runtime.output_dir
-    if run_app("all_in_focus", OmegaConf.to_container(cfg, resolve=True), out):
-        raise SystemExit(1)  # the other images finished; the exit status says some failed
+    with cli_errors():  # a bad config value or a full disk: one line naming it, exit status 2 / 1
+        use_compilation_cache(cfg.get("jax_cache"))
+        out = HydraConfig.get().runtime.output_dir
+        failed = run_app("all_in_focus", OmegaConf.to_container(cfg, resolve=True), out)
+    if failed:  # the other images finished; the exit status says some failed
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

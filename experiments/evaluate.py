@@ -22,12 +22,14 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 def main(cfg: DictConfig) -> None:
     from dhde.evaluation.report import markdown_table
     from dhde.evaluation.run import run_evaluation, target_lines
-    from dhde.cli import use_compilation_cache
+    from dhde.cli import check_evaluate_config, cli_errors, use_compilation_cache
 
-    use_compilation_cache(cfg.get("jax_cache"))
-
-    out = HydraConfig.get().runtime.output_dir
-    results = run_evaluation(OmegaConf.to_container(cfg, resolve=True), out)
+    with cli_errors():  # a bad config value or a full disk: one line naming it
+        use_compilation_cache(cfg.get("jax_cache"))
+        out = HydraConfig.get().runtime.output_dir
+        config = OmegaConf.to_container(cfg, resolve=True)
+        check_evaluate_config(config)  # every key, before any data set is loaded
+        results = run_evaluation(config, out)
     print(markdown_table(results))
     print("\n".join(target_lines(results)))
     print(f"report: {os.path.join(out, 'report.md')}")

@@ -18,12 +18,12 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 @hydra.main(config_path="../conf", config_name="gallery", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     from dhde.apps_cli import run_gallery
-    from dhde.cli import use_compilation_cache
+    from dhde.cli import cli_errors, use_compilation_cache
 
-    use_compilation_cache(cfg.get("jax_cache"))
-
-    out = cfg.out_dir or Path(__file__).resolve().parents[1] / "docs" / "gallery"
-    run_gallery(OmegaConf.to_container(cfg, resolve=True), out)
+    with cli_errors():  # a bad config value or a full disk: one line naming it
+        use_compilation_cache(cfg.get("jax_cache"))
+        out = cfg.out_dir or Path(__file__).resolve().parents[1] / "docs" / "gallery"
+        run_gallery(OmegaConf.to_container(cfg, resolve=True), out)
 
 
 if __name__ == "__main__":

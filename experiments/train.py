@@ -28,11 +28,13 @@ def main(cfg: DictConfig) -> float:
     logging.getLogger("absl").setLevel(logging.WARNING)  # orbax is chatty at INFO
     if os.environ.get("DHDE_DISTRIBUTED") == "1":
         jax.distributed.initialize()
+    from dhde.cli import cli_errors
     from dhde.training.loop import train_and_evaluate
 
     workdir = HydraConfig.get().runtime.output_dir
     print(OmegaConf.to_yaml(cfg))
-    result = train_and_evaluate(OmegaConf.to_container(cfg, resolve=True), workdir)
+    with cli_errors():  # bad config (checked before any data is built), corrupt checkpoint, NaN loss, full disk
+        result = train_and_evaluate(OmegaConf.to_container(cfg, resolve=True), workdir)
     print(f"test tolerance accuracy {100 * result['tolerance_accuracy']:.2f} % "
           f"(exact {100 * result['exact_accuracy']:.2f} %) -> {workdir}")
     return result["tolerance_accuracy"]

@@ -84,8 +84,8 @@ def test_estimate_once_then_reuse(tmp_path, model, rng, monkeypatch):
     failures = apps_cli.run_app("depth", _cfg(input=str(folder), model=model, estimate_dir=str(maps)), out)
     assert failures == 1
     summary = json.loads((out / "summary.json").read_text())["images"]
-    assert "cannot read image file" in summary["broken"]["error"]
-    for stem in ("a", "sub__b"):
+    assert "cannot read image file" in summary["broken.png"]["error"]
+    for stem in ("a.png", "sub/b.png"):
         assert summary[stem]["defocus"] == "estimated"
         d = np.load(maps / f"{stem}_defocus.npy")
         assert d.shape == (H, W) and d.dtype == np.float32 and np.all(np.isfinite(d))
@@ -107,24 +107,26 @@ def test_estimate_once_then_reuse(tmp_path, model, rng, monkeypatch):
         raise AssertionError("estimate_defocus called although the map is cached")
 
     monkeypatch.setattr(dhde.inference, "estimate_defocus", no_estimate)
+    unloadable = tmp_path / "not_a_model"  # exists (the config check passes) but cannot be loaded
+    unloadable.mkdir()
     expected = {"magnify": ["magnified"], "all_in_focus": ["all_in_focus"],
                 "segment": ["mask", "overlay", "tau_sweep"]}
     for app, kinds in expected.items():
         out = tmp_path / app
-        cfg = _cfg(input=str(folder), model="/no/such/model", estimate_dir=str(maps))
+        cfg = _cfg(input=str(folder), model=str(unloadable), estimate_dir=str(maps))
         assert apps_cli.run_app(app, cfg, out) == 1  # only the broken file; the model is never loaded
         summary = json.loads((out / "summary.json").read_text())["images"]
-        for stem in ("a", "sub__b"):
+        for stem in ("a.png", "sub/b.png"):
             assert summary[stem]["defocus"] == str(maps / f"{stem}_defocus.npy")
             for kind in kinds:
                 with Image.open(summary[stem]["files"][kind]) as im:
                     assert im.size[0] >= W and im.size[1] >= H
         if app == "segment":
-            with Image.open(out / "a_mask.png") as im:
+            with Image.open(out / "a.png_mask.png") as im:
                 assert im.mode == "L" and im.size == (W, H)
                 assert set(np.unique(np.asarray(im))) <= {0, 255}
         if app == "magnify":
-            with Image.open(out / "a_magnified.png") as im:
+            with Image.open(out / "a.png_magnified.png") as im:
                 assert im.mode == "RGB" and im.size == (W, H)
 
 
@@ -133,13 +135,13 @@ def test_map_cached_in_out_dir_is_reused(tmp_path, rng, monkeypatch):
                         lambda *a, **k: (_ for _ in ()).throw(AssertionError("recomputed")))
     src = _save(tmp_path / "p.png", _scene(rng))
     (tmp_path / "out").mkdir()
-    np.save(tmp_path / "out" / "p_defocus.npy", _smooth_map())
-    d, source = apps_cli.estimate_or_load("p", np.zeros((H, W, 3), np.float32), tmp_path / "out", None)
-    assert source.endswith("p_defocus.npy")
+    np.save(tmp_path / "out" / "p.png_defocus.npy", _smooth_map())
+    d, source = apps_cli.estimate_or_load("p.png", np.zeros((H, W, 3), np.float32), tmp_path / "out", None)
+    assert source.endswith("p.png_defocus.npy")
     np.testing.assert_array_equal(d, _smooth_map())
     # magnify x1 leaves the image unchanged
     assert apps_cli.run_app("magnify", _cfg(input=[str(src)], factor=1.0), tmp_path / "out") == 0
-    with Image.open(tmp_path / "out" / "p_magnified.png") as a, Image.open(src) as b:
+    with Image.open(tmp_path / "out" / "p.png_magnified.png") as a, Image.open(src) as b:
         np.testing.assert_allclose(np.asarray(a, float), np.asarray(b, float), atol=1)
 
 
@@ -154,15 +156,15 @@ def test_bad_cached_map_is_reported(tmp_path, rng, bad, match):
     _save(tmp_path / "in" / "q.png", _scene(rng))
     maps = tmp_path / "maps"
     maps.mkdir()
-    np.save(maps / "p_defocus.npy", bad)
-    np.save(maps / "q_defocus.npy", _smooth_map())
+    np.save(maps / "p.png_defocus.npy", bad)
+    np.save(maps / "q.png_defocus.npy", _smooth_map())
     with pytest.raises(ValueError, match=match):
-        apps_cli.load_cached_map(maps / "p_defocus.npy", (H, W))
+        apps_cli.load_cached_map(maps / "p.png_defocus.npy", (H, W))
     out = tmp_path / "out"
     assert apps_cli.run_app("segment", _cfg(input=str(src.parent), estimate_dir=str(maps)), out) == 1
     summary = json.loads((out / "summary.json").read_text())["images"]
-    assert "error" in summary["p"] and "ValueError" in summary["p"]["error"]
-    assert (out / "q_mask.png").is_file() and "error" not in summary["q"]  # the rest finishes
+    assert "error" in summary["p.png"] and "ValueError" in summary["p.png"]["error"]
+    assert (out / "q.png_mask.png").is_file() and "error" not in summary["q.png"]  # the rest finishes
 
 
 @pytest.mark.parametrize("app, params, match", [
@@ -214,7 +216,7 @@ def test_gallery_figure(tmp_path, rng):
     maps = tmp_path / "maps"
     maps.mkdir()
     np.save(maps / "scene_defocus.npy", _smooth_map())
-    cfg = {"inputs": [str(src)], "estimate_dir": str(maps), "model": "/no/such/model", "factor": 2.0,
+    cfg = {"inputs": [str(src)], "estimate_dir": str(maps), "model": str(maps), "factor": 2.0,  # never loaded
            "width_px": 480, "max_bytes": 2_000, "options": dict(OPTIONS)}
     (path,) = apps_cli.run_gallery(cfg, tmp_path / "gallery")
     assert path == tmp_path / "gallery" / "scene.png"

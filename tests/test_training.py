@@ -26,14 +26,17 @@ from dhde.labels import NUM_LABELS, SIGMAS
 from dhde.model import DefocusModel, DefocusNet, ModelConfig, init_model
 from dhde.model_io import load_model, save_model
 from dhde.training import loop
-from dhde.training.checkpoints import CheckpointError
+from dhde.training.checkpoints import CheckpointMismatchError
 from dhde.training.loop import NonFiniteLossError, batch_indices, hand_features, train_and_evaluate
 from dhde.training.metrics import classification_metrics
 from dhde.training.optim import make_optimizer, make_schedule
 from dhde.training.step import compile_steps, data_mesh, init_state, put_batch, replicated
 
 ROOT = Path(__file__).resolve().parents[1]
-K = 3  # checkpoint every K steps; the full run is 2 K steps
+K = 3
+# The deliberately damaged checkpoints leave orbax restore coroutines that Python reports as
+# "unraisable" when they are garbage-collected, possibly during a later test of this file.
+pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # checkpoint every K steps; the full run is 2 K steps
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -316,15 +319,163 @@ def test_select_best_or_last_checkpoint(tmp_path, splits, full_run, monkeypatch)
 # ----------------------------------------------------------------------------- bad state
 
 
-def test_corrupt_checkpoint_raises(tmp_path, splits, killed_run):
+def _fresh_copy(run: Path, dest: Path) -> Path:
+    """A copy of a run without its final outputs, so that training resumes from its checkpoints."""
+    shutil.copytree(run, dest)
+    shutil.rmtree(dest / "model", ignore_errors=True)
+    (dest / "metrics.json").unlink(missing_ok=True)
+    return dest
+
+
+def _flip_64_bytes(workdir: Path, step: int) -> Path:
+    """Flips 64 bytes in the middle of an array-data file of checkpoint ``step``: preferably one
+    that orbax still restores, with changed values (the silent case of the issue; which file
+    holds which array depends on OCDBT's layout), else the largest."""
+    item = workdir / "checkpoints" / str(step) / "default"
+    with ocp.StandardCheckpointer() as c:
+        before = _flat(c.restore(item))
+    files = sorted((p for p in item.rglob("*") if p.is_file() and p.parent.name == "d"),
+                   key=lambda p: (-p.stat().st_size, str(p)))
+    for f in files:
+        original = f.read_bytes()
+        b = bytearray(original)
+        for i in range(64):
+            b[len(b) // 2 + i] ^= 0xFF
+        f.write_bytes(bytes(b))
+        try:
+            with ocp.StandardCheckpointer() as c:
+                after = _flat(c.restore(item))
+            if any(not np.array_equal(before[k], after[k]) for k in before):
+                return f  # restores silently with different values
+        except Exception:
+            pass
+        f.write_bytes(original)
+    f = files[0]
+    b = bytearray(f.read_bytes())
+    for i in range(64):
+        b[len(b) // 2 + i] ^= 0xFF
+    f.write_bytes(bytes(b))
+    return f
+
+
+# Issue 13, cases 4 and 5: a damaged latest checkpoint is detected (checksum), set aside (renamed,
+# never deleted) with ONE warning line, and the run resumes from the newest valid one; the result
+# is then exactly that of an undamaged run.
+@pytest.mark.parametrize("damage", ["flip64", "truncate", "metadata", "checksum"])
+def test_corrupt_latest_checkpoint_is_set_aside_and_run_resumes(tmp_path, splits, full_run, capsys, damage):
+    wd = _fresh_copy(full_run, tmp_path / "run")
+    assert _steps(wd) == [K, 2 * K]
+    if damage == "flip64":
+        f = _flip_64_bytes(wd, 2 * K)
+        damaged = f.read_bytes()
+    elif damage == "truncate":
+        for p in (wd / "checkpoints" / str(2 * K)).rglob("*"):
+            if p.is_file() and p.parent.name == "d":
+                p.write_bytes(p.read_bytes()[:7])
+    elif damage == "metadata":
+        (wd / "checkpoints" / str(2 * K) / "_CHECKPOINT_METADATA").write_text("{not json")
+    else:  # arrays that decode fine but are not what was saved: only the checksum can tell
+        meta = wd / "checkpoints" / str(2 * K) / "_CHECKPOINT_METADATA"
+        m = json.loads(meta.read_text())
+        m["custom_metadata"]["state_sha256"] = "0" * 64
+        meta.write_text(json.dumps(m))
+    result = train_and_evaluate(_cfg(), wd, splits=splits)
+    cap = capsys.readouterr()
+    warns = [ln for ln in cap.err.replace("\r", "\n").splitlines() if "warning:" in ln]
+    assert len(warns) == 1, cap.err
+    line = warns[0][warns[0].index("warning:"):]
+    assert f"checkpoint step {2 * K}" in line and f"{2 * K}.corrupt" in line and len(line) < 700, line
+    if damage == "checksum":
+        assert "fails its checksum" in line
+    assert "Traceback" not in cap.err and "TensorStore details" not in cap.err
+    assert f"resumed from checkpoint step {K}" in cap.out
+    aside = wd / "checkpoints" / f"{2 * K}.corrupt"
+    assert aside.is_dir()  # kept, not deleted
+    if damage == "flip64":
+        assert (aside / f.relative_to(wd / "checkpoints" / str(2 * K))).read_bytes() == damaged
+    assert result == json.loads((full_run / "metrics.json").read_text())  # same as an undamaged run
+    fa, fb = _flat(_ckpt(wd, 2 * K)), _flat(_ckpt(full_run, 2 * K))
+    for k in fa:
+        np.testing.assert_array_equal(fa[k], fb[k], err_msg=k)
+
+
+def test_corrupt_only_checkpoint_is_set_aside_and_run_starts_afresh(tmp_path, splits, full_run, killed_run, capsys):
     wd = tmp_path / "run"
     shutil.copytree(killed_run, wd)
-    files = [p for p in (wd / "checkpoints" / str(K)).rglob("*") if p.is_file() and p.parent.name == "d"]
-    assert files
-    for p in files:
-        p.write_bytes(p.read_bytes()[:7])  # truncated array data
-    with pytest.raises(CheckpointError, match=rf"cannot restore checkpoint step {K} from .*checkpoints.*corrupt"):
-        train_and_evaluate(_cfg(), wd, splits=splits)
+    for p in (wd / "checkpoints" / str(K)).rglob("*"):
+        if p.is_file() and p.parent.name == "d":
+            p.write_bytes(p.read_bytes()[:7])  # truncated array data
+    result = train_and_evaluate(_cfg(), wd, splits=splits)
+    err = capsys.readouterr().err
+    assert "no valid checkpoint left: starting afresh" in err and f"{K}.corrupt" in err
+    assert (wd / "checkpoints" / f"{K}.corrupt").is_dir()
+    assert result == json.loads((full_run / "metrics.json").read_text())
+
+
+def test_checkpoint_of_another_config_is_refused_not_set_aside(tmp_path, splits, full_run):
+    wd = _fresh_copy(full_run, tmp_path / "run")
+    with pytest.raises(CheckpointMismatchError, match=rf"checkpoint step {2 * K} .*different model configuration"):
+        train_and_evaluate(_cfg(model={"hidden": [8, 8]}), wd, splits=splits)
+    assert _steps(wd) == [K, 2 * K] and not list((wd / "checkpoints").glob("*.corrupt"))
+
+
+def test_checkpoint_without_checksum_resumes_with_warning(tmp_path, splits, full_run, killed_run, capsys):
+    wd = tmp_path / "run"
+    shutil.copytree(killed_run, wd)
+    meta = wd / "checkpoints" / str(K) / "_CHECKPOINT_METADATA"
+    m = json.loads(meta.read_text())
+    assert m["custom_metadata"]["state_sha256"]  # written by save()
+    m["custom_metadata"] = {}  # as written by dhde before checksums
+    meta.write_text(json.dumps(m))
+    result = train_and_evaluate(_cfg(), wd, splits=splits)
+    assert "has no state_sha256" in capsys.readouterr().err
+    assert result == json.loads((full_run / "metrics.json").read_text())
+
+
+def test_nan_after_restore_names_the_restored_step(tmp_path, splits, killed_run):
+    """Issue 13 case 4: the message named the restored checkpoint "the last good checkpoint"."""
+    wd = tmp_path / "run"
+    shutil.copytree(killed_run, wd)
+    with pytest.raises(NonFiniteLossError) as info:
+        train_and_evaluate(_cfg(optimizer={"lr": 1e30}), wd, splits=splits)
+    msg = str(info.value)
+    assert f"resumed from checkpoint step {K}" in msg and "last good" not in msg, msg
+
+
+@pytest.mark.parametrize("key, value, match", [
+    ("train.steps", -5, "train.steps must be an integer >= 1, got -5"),
+    ("train.steps", 0, "train.steps must be an integer >= 1"),
+    ("train.eval_every", 0, "train.eval_every must be an integer >= 1"),
+    ("train.batch_size", 0, "train.batch_size must be an integer >= 1"),
+    ("train.log_every", 0, "train.log_every"),
+    ("train.keep_last", 0, "train.keep_last"),
+    ("train.steps", "abc", "train.steps must be an integer, got 'abc'"),
+    ("train.select", "median", "train.select"),
+    ("optimizer.lr", "abc", "optimizer.lr must be a number"),
+    ("optimizer.lr", -1.0, "optimizer.lr must be > 0"),
+    ("optimizer.name", "adam", "optimizer.name"),
+    ("features.set", "X", "features.set"),
+    ("encoding.name", "nope", "encoding.name"),
+    ("model.dropout", 1.0, "model.dropout"),
+    ("model.hidden", [16, 0], r"model.hidden\[1\]"),
+    ("data.source", "s3:bucket", "data.source"),
+    ("data.source", "folder:/no/such/folder", "data.source: training image folder not found"),
+    ("data.downscale", 0, "data.downscale"),
+    ("data.noise", -1.0, "data.noise"),
+])
+def test_bad_config_fails_before_any_data(tmp_path, monkeypatch, key, value, match):
+    """Issue 13 case 2: train.steps=-5 saved an untrained model; eval_every=0 / batch_size=0
+    failed with ZeroDivisionError after the data had loaded."""
+    from dhde.config_check import ConfigError
+
+    monkeypatch.setattr(loop, "load_splits", lambda cfg: (_ for _ in ()).throw(AssertionError("data loaded")))
+    cfg = _cfg()
+    cfg["data"] = {"source": "skimage", "downscale": 3, "noise": 3.0}
+    section, name = key.split(".")
+    cfg.setdefault(section, {})[name] = value
+    with pytest.raises(ConfigError, match=match):
+        train_and_evaluate(cfg, tmp_path)
+    assert not (tmp_path / "model").exists() and not (tmp_path / "checkpoints").exists()
 
 
 def test_model_io_errors(tmp_path):
@@ -347,7 +498,7 @@ def test_model_io_errors(tmp_path):
 def test_nan_loss_stops_and_keeps_good_checkpoint(tmp_path, splits):
     cfg = _cfg(steps=5, train={"eval_every": 1},
                optimizer={"name": "adamw", "lr": 1e30, "schedule": "constant", "warmup": 0})
-    with pytest.raises(NonFiniteLossError, match="last good checkpoint"):
+    with pytest.raises(NonFiniteLossError, match=r"last checkpoint this run wrote with finite parameters \(step \d\)"):
         train_and_evaluate(cfg, tmp_path, splits=splits)
     kept = _steps(tmp_path)
     assert kept and kept[-1] < 5
@@ -450,3 +601,42 @@ def test_best_step_is_the_highest_validation_accuracy(tmp_path):
     assert checkpoints.best_step(checkpoints.manager(tmp_path / "ckpt", keep_last=1)) == 2  # after a restart
     empty = checkpoints.manager(tmp_path / "none")
     assert checkpoints.best_step(empty) is None
+
+
+def test_full_disk_leaves_whole_history_lines(tmp_path):
+    """Issue 13 case 7 for the training log: a line cut by a full disk is removed again."""
+    from dhde.atomic import DiskFullError
+
+    class FullAfter:
+        def __init__(self, f, budget):
+            self.f, self.budget, self.name = f, budget, f.name
+
+        def tell(self):
+            return self.f.tell()
+
+        def truncate(self, pos):
+            return self.f.truncate(pos)
+
+        def write(self, data):
+            if self.budget <= 0:
+                raise OSError(28, "No space left on device")
+            n = self.f.write(bytes(data[: self.budget]))
+            self.budget -= n
+            return n
+
+    path = tmp_path / "history.jsonl"
+    with open(path, "ab", buffering=0) as raw:
+        f = FullAfter(raw, 40)
+        loop._append_line(f, {"step": 1, "loss": 2.0})
+        with pytest.raises(DiskFullError, match="history.jsonl"):
+            loop._append_line(f, {"step": 2, "loss": 1.5})
+    assert [json.loads(x) for x in path.read_text().splitlines()] == [{"step": 1, "loss": 2.0}]
+
+
+def test_interrupted_model_save_is_set_aside_and_redone(tmp_path, splits, full_run):
+    wd = tmp_path / "run"
+    shutil.copytree(full_run, wd)
+    (wd / "model" / "config.json").unlink()  # as after a full disk during save_model
+    train_and_evaluate(_cfg(), wd, splits=splits)
+    assert load_model(wd / "model").config == load_model(full_run / "model").config
+    assert len(list(wd.glob("model.incomplete-*"))) == 1

@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dhde import atomic
 from dhde.applications import _spectral
 from dhde.applications._checks import check_image, check_int, check_map, check_scalar
 from dhde.image import save_image
@@ -140,7 +141,6 @@ def save_point_cloud_ply(
     """
     xyz, rgb = point_cloud(image, depth, step=step, z_scale=z_scale)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fmt = "binary_little_endian" if binary else "ascii"
     header = (
         "ply\n"
@@ -151,7 +151,7 @@ def save_point_cloud_ply(
         "property uchar red\nproperty uchar green\nproperty uchar blue\n"
         "end_header\n"
     )
-    with open(path, "wb") as f:
+    with atomic.atomic_path(path) as tmp, open(tmp, "wb") as f:
         f.write(header.encode("ascii"))
         if binary:
             rec = np.empty(

@@ -20,7 +20,7 @@ from typing import Iterator
 
 import numpy as np
 
-from dhde.image import load_image
+from dhde.image import IMAGE_SUFFIXES, load_image
 
 #: Photographs shipped inside the scikit-image wheel, by split. Only sharp ones: measured with
 #: the authors' released model on the sources themselves, these put their strong edges at
@@ -36,7 +36,6 @@ SKIMAGE_SPLITS = {
     "validation": ("coins",),
     "test": ("coffee", "camera"),
 }
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm")
 SPLITS = ("train", "validation", "test")
 
 

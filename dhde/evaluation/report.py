@@ -13,6 +13,7 @@ from typing import Mapping
 
 import numpy as np
 
+from dhde import atomic
 from dhde.evaluation import metrics
 
 #: Scalar columns in table order, with their headers; other scalar keys follow alphabetically.
@@ -80,8 +81,7 @@ def plot_precision_recall(results: Mapping[str, Mapping], path: str | os.PathLik
     ax.grid(True, alpha=0.3)
     ax.legend(loc="lower left", fontsize="small")
     fig.tight_layout()
-    fig.savefig(path)
-    return path
+    return atomic.savefig(path, fig)
 
 
 def write_report(results: Mapping[str, Mapping], out_dir: str | os.PathLike,
@@ -114,7 +114,7 @@ def write_report(results: Mapping[str, Mapping], out_dir: str | os.PathLike,
         plot_precision_recall(results, out / "precision_recall.png")
         lines += ["![precision-recall](precision_recall.png)", ""]
     md = out / "report.md"
-    md.write_text("\n".join(lines))
+    atomic.write_text(md, "\n".join(lines))
     return md
 
 
@@ -177,5 +177,4 @@ def side_by_side_panel(image, defocus, mask, gt, path: str | os.PathLike, *,
     if title:
         fig.suptitle(title, fontsize="small")
     fig.tight_layout()
-    fig.savefig(path)
-    return path
+    return atomic.savefig(path, fig)

@@ -41,6 +41,7 @@ from typing import Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 
+from dhde import atomic
 from dhde.evaluation import datasets, metrics
 from dhde.evaluation.error_budget import FAR, sigma_error_budget
 from dhde.evaluation.report import side_by_side_panel, write_report
@@ -440,6 +441,6 @@ def run_evaluation(cfg: Mapping, out_dir) -> dict:
             f"{f['dataset']}/{f['name']} ({f['method']}): {f['error']}" for f in failures[:10]))
     notes += target_lines(results)
     write_report(results, out, title="dhde evaluation", notes="\n\n".join(notes))
-    (out / "results.json").write_text(json.dumps(
+    atomic.write_text(out / "results.json", json.dumps(
         {"summary": _jsonable(results), "per_image": per_image, "failures": failures}, indent=2, default=str))
     return results

@@ -15,9 +15,11 @@ sees the same batches it would have seen (the data order is a pure function of s
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import math
+import sys
 import time
 from functools import partial
 from pathlib import Path
@@ -27,17 +29,20 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
+from dhde import atomic
 from dhde.features.pipeline import context_hand
 from dhde.model import DefocusModel, DefocusNet, ModelConfig, init_model
 from dhde.model_io import save_model
 from dhde.training import checkpoints
+from dhde.training.config import check_train_config
 from dhde.training.metrics import classification_metrics, confusion_png
 from dhde.training.optim import make_optimizer
 from dhde.training.step import compile_steps, data_mesh, init_state, put_batch, replicated
 
 
 class NonFiniteLossError(FloatingPointError):
-    """Training produced a NaN/inf loss; the last good checkpoint is kept."""
+    """Training produced a NaN/inf loss; the checkpoints on disk are kept (the message says
+    which step the run resumed from, or which it saved last)."""
 
 
 def _get(cfg, path, default=None):
@@ -93,6 +98,22 @@ def hand_features(arrays: dict, config: ModelConfig, chunk: int = 8192, desc="ha
             sc = np.concatenate([sc, np.ones(chunk - m, sc.dtype)])
         out[s : s + m] = np.asarray(_hand_batch(p, sc, config))[:m]
     return out
+
+
+def _append_line(f, record: dict) -> None:
+    """Appends one JSON line to an unbuffered binary log; on a full disk the partial line is cut
+    off again (the log keeps whole lines only) and DiskFullError is raised."""
+    pos = f.tell()
+    data = memoryview((json.dumps(record) + "\n").encode())
+    try:
+        while data:  # a raw write may be short (e.g. the last free block)
+            data = data[f.write(data):]
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            f.truncate(pos)
+        if atomic.is_disk_full(e):
+            raise atomic.disk_full_error(f.name, e) from e
+        raise
 
 
 def batch_indices(step: int, n: int, batch_size: int, seed: int) -> np.ndarray:
@@ -172,7 +193,16 @@ def train_and_evaluate(cfg, workdir: str | Path, splits: dict | None = None) -> 
       cfg: composed config (see ``conf/train.yaml``).
       workdir: output folder (Hydra's run directory).
       splits: optional preloaded ``{"train", "validation", "test"}`` arrays (tests).
+
+    Raises:
+      dhde.config_check.ConfigError: a bad config value, before any data is built or loaded.
+      dhde.training.checkpoints.CheckpointMismatchError: ``workdir`` holds checkpoints of a
+        different configuration. (A corrupt latest checkpoint is set aside with a warning and
+        the run resumes from the newest valid one.)
+      NonFiniteLossError: the loss or the parameters became NaN / inf.
+      dhde.atomic.DiskFullError: no space left for a checkpoint or an output file.
     """
+    check_train_config(cfg)
     workdir = Path(workdir).absolute()
     workdir.mkdir(parents=True, exist_ok=True)
     seed = int(_get(cfg, "seed", 0))
@@ -214,14 +244,15 @@ def train_and_evaluate(cfg, workdir: str | Path, splits: dict | None = None) -> 
     params = init_model(mcfg, jax.random.key(seed)).params
     state = jax.device_put(init_state(params, tx), replicated(mesh))
     mgr = checkpoints.manager(workdir / "checkpoints", keep_last=int(t.get("keep_last", 3)))
-    restored = checkpoints.restore_latest(mgr, state)
+    restored, resumed_from = checkpoints.restore_latest(mgr, state)
     if restored is not None:
         state = restored
-        print(f"resumed from checkpoint step {int(state.step)} in {workdir / 'checkpoints'}")
+        print(f"resumed from checkpoint step {resumed_from} in {workdir / 'checkpoints'}")
+    saved_here: list[int] = []  # checkpoints written (with finite parameters) by this process
     start = int(state.step)
     key = jax.random.key(seed + 1)
     n_train = len(splits["train"]["label"])
-    history = open(workdir / "history.jsonl", "a")
+    history = open(workdir / "history.jsonl", "ab", buffering=0)  # unbuffered: whole lines only
 
     def validate(state):
         p, _ = predict_split(eval_fn, state.params, splits["validation"], hands["validation"], mesh, batch_size)
@@ -231,6 +262,20 @@ def train_and_evaluate(cfg, workdir: str | Path, splits: dict | None = None) -> 
     t0, seen = time.perf_counter(), 0
     bar = tqdm(range(start, steps), initial=start, total=steps, desc="training", unit="step")
     last_loss = math.nan
+
+    def blame(done: int) -> str:
+        """Which checkpoint the bad loss at step ``done`` follows, in words."""
+        where = workdir / "checkpoints"
+        if saved_here:
+            return (f"The last checkpoint this run wrote with finite parameters (step {saved_here[-1]}) is kept "
+                    f"in {where}. Lower optimizer.lr or set optimizer.grad_clip.")
+        if resumed_from is not None:
+            return (f"The run resumed from checkpoint step {resumed_from} in {where} ({done - resumed_from} steps "
+                    f"before), verified on restore; if the loss was finite before the resume, lower "
+                    "optimizer.lr or set optimizer.grad_clip, or move that step folder away to resume from an "
+                    "earlier checkpoint.")
+        return "No checkpoint was written. Lower optimizer.lr or set optimizer.grad_clip."
+
     for step in bar:
         idx = batch_indices(step, n_train, batch_size, seed)
         batch = put_batch(_process_rows(_host_batch(splits["train"], hands["train"], idx)), mesh)
@@ -242,14 +287,11 @@ def train_and_evaluate(cfg, workdir: str | Path, splits: dict | None = None) -> 
             last_loss = float(metrics["loss"])
             if not math.isfinite(last_loss):
                 history.close()
-                raise NonFiniteLossError(
-                    f"loss became {last_loss} at step {done}; training stopped. The last good "
-                    f"checkpoint (step {mgr.latest_step()}) is kept in {workdir / 'checkpoints'}. "
-                    "Lower optimizer.lr or set optimizer.grad_clip."
-                )
+                raise NonFiniteLossError(f"loss became {last_loss} at step {done}; training stopped. {blame(done)}")
             rate = seen / (time.perf_counter() - t0)
             bar.set_postfix(loss=f"{last_loss:.3f}", acc=f"{float(metrics['accuracy']):.3f}", pps=f"{rate:.0f}")
-            history.write(json.dumps({"step": done, "loss": last_loss, "accuracy": float(metrics["accuracy"]), "patches_per_s": rate}) + "\n")
+            _append_line(history, {"step": done, "loss": last_loss, "accuracy": float(metrics["accuracy"]),
+                                   "patches_per_s": rate})
         if done % eval_every == 0 or done == steps:
             loss_now = float(metrics["loss"])
             finite = all(bool(jnp.isfinite(x).all()) for x in jax.tree_util.tree_leaves(state.params))
@@ -257,13 +299,12 @@ def train_and_evaluate(cfg, workdir: str | Path, splits: dict | None = None) -> 
                 history.close()
                 raise NonFiniteLossError(
                     f"loss became {loss_now}{'' if finite else ' (parameters not finite)'} at step "
-                    f"{done}; the last good checkpoint "
-                    f"(step {mgr.latest_step()}) is kept in {workdir / 'checkpoints'}."
+                    f"{done}; training stopped. {blame(done)}"
                 )
             val = validate(state)
-            history.write(json.dumps({"step": done, "val_tolerance_accuracy": val}) + "\n")
-            history.flush()
+            _append_line(history, {"step": done, "val_tolerance_accuracy": val})
             checkpoints.save(mgr, done, state, {"val_tolerance_accuracy": val})
+            saved_here.append(done)
     history.close()
 
     best = (checkpoints.best_step(mgr) if select == "best" else None) or mgr.latest_step()
@@ -278,8 +319,12 @@ def train_and_evaluate(cfg, workdir: str | Path, splits: dict | None = None) -> 
         feature_set=mcfg.feature_set, encoding=mcfg.encoding, steps=steps, best_step=best, select=select,
         schedule=schedule, confusion=test["confusion"].tolist(),
     )
-    (workdir / "metrics.json").write_text(json.dumps(result, indent=2))
+    atomic.write_json(workdir / "metrics.json", result)
     model_dir = workdir / "model"
+    if model_dir.exists() and not (model_dir / "config.json").exists():  # an interrupted save (e.g. full disk)
+        aside = model_dir.with_name(f"model.incomplete-{time.strftime('%Y%m%d-%H%M%S')}")
+        model_dir.rename(aside)
+        print(f"warning: {model_dir} was an incomplete save (no config.json); moved it to {aside}", file=sys.stderr)
     if not model_dir.exists():
         save_model(DefocusModel(jax.device_get(state.params), mcfg), model_dir,
                    extra={"test_metrics": {k: v for k, v in result.items() if k != "confusion"}})

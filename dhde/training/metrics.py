@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dhde import atomic
 from dhde.labels import NUM_LABELS, SIGMAS, TOLERANCE
 
 
@@ -63,8 +64,7 @@ def confusion_png(confusion: np.ndarray, path: str | Path, title: str = "") -> P
     ax.set_title(title or "confusion (row-normalised)")
     fig.colorbar(im, ax=ax)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    try:
+        return atomic.savefig(path, fig, dpi=100)
+    finally:
+        plt.close(fig)

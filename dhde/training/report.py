@@ -13,6 +13,7 @@ import math
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from dhde import atomic
 from dhde.features.encoding import parse_feature_set
 from dhde.labels import NUM_LABELS
 
@@ -170,10 +171,7 @@ def bar_chart(rows: Sequence[Mapping], path: str | Path, title: str = "Table 1: 
     ax.set_title(title)
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3, frameon=False)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    return path
+    return atomic.savefig(path, fig, dpi=100)
 
 
 def write_report(root: str | Path, out_dir: str | Path | None = None) -> tuple[Path, Path, str]:
@@ -191,5 +189,5 @@ def write_report(root: str | Path, out_dir: str | Path | None = None) -> tuple[P
     out.mkdir(parents=True, exist_ok=True)
     text = markdown_table(rows)
     md = out / "table1.md"
-    md.write_text(text)
+    atomic.write_text(md, text)
     return md, bar_chart(rows, out / "table1.png"), text
