@@ -63,7 +63,7 @@ def fake_estimate(image, model=None, *, options=None, size_multiple=1, seed=0, *
     mask = np.zeros((h, w), bool)
     mask[h // 2] = True
     return DefocusResult(d, d * mask, mask.astype(np.float32), d * mask, mask, mask.astype(np.int32), img,
-                         np.zeros((h, w, 11), np.float32), np.float32(0.0))
+                         np.zeros((h, w, 11), np.float32), np.float32(0.0), np.where(mask, 0, -1).astype(np.int32))
 
 
 @pytest.fixture
