@@ -175,3 +175,24 @@ def test_iter_source_joins_and_validates(tmp_path, rng):
         list(iter_source("nope:x", "train"))
     with pytest.raises(ValueError, match="non-empty"):
         list(iter_source("", "train"))
+
+
+def test_check_installed_and_config_check(tmp_path):
+    from dhde.config_check import ConfigError
+    from dhde.training.config import check_data_config
+
+    with pytest.raises(ValueError, match="apt-get install -y mate-backgrounds"):
+        debian.check_installed("mate-backgrounds", root=tmp_path)
+    (tmp_path / "usr/share/backgrounds/mate").mkdir(parents=True)
+    assert debian.check_installed("mate-backgrounds", root=tmp_path) == ("mate-backgrounds",)
+    with pytest.raises(ConfigError, match="held-out"):
+        check_data_config({"data": {"source": "skimage,debian:ukui-wallpapers"}})
+    with pytest.raises(ConfigError, match="data.gain_min"):
+        check_data_config({"data": {"source": "skimage", "gain_min": 0}})
+    with pytest.raises(ConfigError, match="data.disk"):
+        check_data_config({"data": {"source": "skimage", "disk": 3}})
+    with pytest.raises(ConfigError, match="data.phases"):
+        check_data_config({"data": {"source": "skimage", "phases": 0}})
+    with pytest.raises(ConfigError, match="sub-folders"):
+        check_data_config({"data": {"source": f"folders:{tmp_path}"}})
+    check_data_config({"data": {"source": "skimage", "phases": 4, "gain_min": 0.1, "jpeg": 0.5, "disk": 0.3}})

@@ -166,15 +166,12 @@ def parse_packages(spec: str) -> tuple[str, ...]:
     return pkgs
 
 
-def candidates(spec: str = "all", root: str | Path = "/") -> list[Candidate]:
-    """Every candidate photograph of the packages in ``spec``, sorted by name.
-
-    Args:
-      spec: packages joined by ``+`` (see :func:`parse_packages`).
-      root: file-system root the packages are installed under (tests use a fixture tree).
+def check_installed(spec: str = "all", root: str | Path = "/") -> tuple[str, ...]:
+    """The packages of ``spec`` after checking that each is installed (cheap: no file is read).
 
     Raises:
-      ValueError: a package is not installed; the message names the ``apt-get install`` line.
+      ValueError: a held-out or unsupported package, or one that is not installed; the message
+        names the ``apt-get install`` line.
     """
     pkgs = parse_packages(spec)
     root = Path(root)
@@ -185,6 +182,21 @@ def candidates(spec: str = "all", root: str | Path = "/") -> list[Candidate]:
             f"Debian package(s) not installed: {', '.join(missing)}. Install with: "
             f"{apt_command(missing)}{hint}"
         )
+    return pkgs
+
+
+def candidates(spec: str = "all", root: str | Path = "/") -> list[Candidate]:
+    """Every candidate photograph of the packages in ``spec``, sorted by name.
+
+    Args:
+      spec: packages joined by ``+`` (see :func:`parse_packages`).
+      root: file-system root the packages are installed under (tests use a fixture tree).
+
+    Raises:
+      ValueError: a package is not installed; the message names the ``apt-get install`` line.
+    """
+    pkgs = check_installed(spec, root)
+    root = Path(root)
     out: list[Candidate] = []
     for p in pkgs:
         out.extend(_READERS[p][0](root))

@@ -75,18 +75,47 @@ def check_train_config(cfg: Mapping) -> None:
 def check_data_config(cfg: Mapping) -> None:
     """The ``data`` section: source, sizes, downscale, noise, split limits."""
     source = cc.text(cfg, "data.source", optional=True) or "skimage"
-    if source.startswith("folder:"):
-        folder = Path(source[len("folder:"):]).expanduser()
-        if not folder.is_dir():
-            raise ConfigError(f"data.source: training image folder not found: {str(folder)!r}")
-    elif source != "skimage" and not (source.startswith("tfds:") and len(source) > len("tfds:")):
-        raise ConfigError(f"data.source must be 'skimage', 'folder:/path' or 'tfds:name', got {source!r}")
+    for part in (p.strip() for p in source.split(",")):
+        if part.startswith("folder:") or part.startswith("folders:"):
+            folder = Path(part.split(":", 1)[1]).expanduser()
+            if not folder.is_dir():
+                raise ConfigError(f"data.source: training image folder not found: {str(folder)!r}")
+            if part.startswith("folders:"):
+                for split in ("train", "validation", "test"):
+                    if not (folder / split).is_dir():
+                        raise ConfigError(f"data.source: {str(folder / split)!r} not found (a 'folders:' "
+                                          "source needs train/, validation/ and test/ sub-folders)")
+        elif part.startswith("debian:"):
+            from dhde.data.debian import check_installed
+
+            try:
+                check_installed(part[len("debian:"):])
+            except (TypeError, ValueError) as e:
+                raise ConfigError(f"data.source: {e}") from None
+        elif part != "skimage" and not (part.startswith("tfds:") and len(part) > len("tfds:")):
+            raise ConfigError("data.source must be 'skimage', 'debian:PKG+PKG', 'folder:/path', "
+                              f"'folders:/path' or 'tfds:name' (several joined by commas), got {source!r}")
     cc.integer(cfg, "data.max_per_scale", 300, lo=1)
     cc.integer(cfg, "data.max_images", optional=True, lo=1)
     cc.integer(cfg, "data.seed", 0)
     cc.integer(cfg, "data.downscale", 3, lo=1)
-    cc.flag(cfg, "data.phases", True)
+    phases = cc.get(cfg, "data.phases")
+    if phases is not None and not isinstance(phases, bool):
+        cc.integer(cfg, "data.phases", lo=1)
     cc.number(cfg, "data.noise", 3.0, lo=0.0)
+    from dhde.data.camera import CameraConfig
+
+    d = cc.get(cfg, "data") or {}
+    cam = {k: d[k] for k in ("gain_min", "offset", "noise", "jpeg", "jpeg_min", "jpeg_max") if d.get(k) is not None}
+    try:
+        CameraConfig(**cam)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"data.{str(e).replace('camera option ', '')}") from None
+    disk = d.get("disk")
+    if disk is not None and (isinstance(disk, bool) or not isinstance(disk, (int, float)) or not 0 <= disk <= 1):
+        raise ConfigError(f"data.disk must be a fraction in [0, 1], got {disk!r}")
+    if d.get("screen") is not None:
+        cc.flag(cfg, "data.screen", False)
     for split in ("train", "validation", "test"):
         cc.integer(cfg, f"data.max_{split}", optional=True, lo=1)
     for key in ("data.data_dir", "data.source_data_dir"):

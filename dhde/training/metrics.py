@@ -19,7 +19,7 @@ def classification_metrics(pred: np.ndarray, label: np.ndarray, scale: np.ndarra
 
     Returns:
       {"tolerance_accuracy", "exact_accuracy", "tolerance_accuracy_large", ...,
-       "tolerance_accuracy_per_level" (11 floats, NaN for an absent level),
+       "tolerance_accuracy_per_level" (11 floats, None for an absent level),
        "count", "confusion" (11, 11) int64 rows = true label}.
     """
     pred, label, scale = (np.asarray(a).reshape(-1) for a in (pred, label, scale))
@@ -37,7 +37,7 @@ def classification_metrics(pred: np.ndarray, label: np.ndarray, scale: np.ndarra
         out[f"tolerance_accuracy_{nm}"] = float(tol[m].mean()) if m.any() else float("nan")
         out[f"exact_accuracy_{nm}"] = float(exact[m].mean()) if m.any() else float("nan")
     out["tolerance_accuracy_per_level"] = [
-        float(tol[label == k].mean()) if (label == k).any() else float("nan") for k in range(NUM_LABELS)
+        float(tol[label == k].mean()) if (label == k).any() else None for k in range(NUM_LABELS)
     ]
     cm = np.zeros((NUM_LABELS, NUM_LABELS), np.int64)
     np.add.at(cm, (label, pred), 1)
