@@ -89,7 +89,7 @@ def load_models(specs):
 def sparse_sigmas(img, model, opts):
     import dhde
 
-    res = dhde.estimate_defocus(img, model, options=opts)
+    res = dhde.estimate_defocus(img, model, options=opts, size_multiple=64)  # few compilations
     m = np.asarray(res.mask)
     return np.asarray(res.sparse)[m]
 
