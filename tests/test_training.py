@@ -294,6 +294,23 @@ def test_killed_run_resumes_exactly(tmp_path, splits, full_run, killed_run, caps
     for k in fa:  # params, momentum and step: bit for bit
         np.testing.assert_array_equal(fa[k], fb[k], err_msg=k)
     assert result == json.loads((full_run / "metrics.json").read_text())
+    assert (wd / "learning_curve.png").stat().st_size > 1000
+
+
+def test_read_history_and_learning_curve(tmp_path):
+    from dhde.training.metrics import learning_curve_png, read_history
+
+    p = tmp_path / "history.jsonl"
+    lines = [{"step": 2, "loss": 2.0, "accuracy": 0.1}, {"step": 1, "loss": 3.0, "accuracy": 0.0},
+             {"step": 2, "val_tolerance_accuracy": 0.4}, {"step": 2, "loss": 1.5, "accuracy": 0.2}]
+    p.write_text("\n".join(json.dumps(x) for x in lines) + '\n{"step": 3, "lo')  # a killed run's last line
+    h = read_history(p)
+    np.testing.assert_array_equal(h["step"], [1, 2])
+    np.testing.assert_array_equal(h["loss"], [3.0, 1.5])  # the last entry of a step wins (a resume)
+    np.testing.assert_array_equal(h["val_step"], [2])
+    np.testing.assert_array_equal(h["val_tolerance_accuracy"], [0.4])
+    out = learning_curve_png(p, tmp_path / "curve.png", "test")
+    assert out.stat().st_size > 1000
 
 
 def test_finished_run_is_not_retrained(tmp_path, splits, full_run, capsys):

@@ -35,7 +35,7 @@ from dhde.model import DefocusModel, DefocusNet, ModelConfig, init_model
 from dhde.model_io import save_model
 from dhde.training import checkpoints
 from dhde.training.config import check_train_config
-from dhde.training.metrics import classification_metrics, confusion_png
+from dhde.training.metrics import classification_metrics, confusion_png, learning_curve_png
 from dhde.training.optim import make_optimizer
 from dhde.training.step import compile_steps, data_mesh, init_state, put_batch, replicated
 
@@ -314,6 +314,8 @@ def train_and_evaluate(cfg, workdir: str | Path, splits: dict | None = None) -> 
     test = classification_metrics(pred, splits["test"]["label"], splits["test"]["scale"])
     confusion_png(test["confusion"], workdir / "confusion.png",
                   f"{mcfg.feature_set} / {mcfg.encoding}: {100 * test['tolerance_accuracy']:.2f} %")
+    learning_curve_png(workdir / "history.jsonl", workdir / "learning_curve.png",
+                       f"{mcfg.feature_set} / {mcfg.encoding}")
     result = {k: v for k, v in test.items() if k != "confusion"}
     result.update(
         feature_set=mcfg.feature_set, encoding=mcfg.encoding, steps=steps, best_step=best, select=select,

@@ -68,3 +68,56 @@ def confusion_png(confusion: np.ndarray, path: str | Path, title: str = "") -> P
         return atomic.savefig(path, fig, dpi=100)
     finally:
         plt.close(fig)
+
+
+def read_history(path: str | Path) -> dict[str, np.ndarray]:
+    """Training curves from a run's ``history.jsonl``, sorted by step, last entry per step wins.
+
+    Returns:
+      {"step", "loss", "accuracy"} (training, every ``log_every`` steps) and
+      {"val_step", "val_tolerance_accuracy"} as NumPy arrays; unreadable lines are skipped
+      (a killed run may leave a partial last line).
+    """
+    import json
+
+    train, val = {}, {}
+    for line in Path(path).read_text().splitlines():
+        try:
+            r = json.loads(line)
+            step = int(r["step"])
+        except (ValueError, KeyError, TypeError):
+            continue
+        if "val_tolerance_accuracy" in r:
+            val[step] = float(r["val_tolerance_accuracy"])
+        elif "loss" in r:
+            train[step] = (float(r["loss"]), float(r.get("accuracy", np.nan)))
+    ts, vs = sorted(train), sorted(val)
+    return {
+        "step": np.asarray(ts, np.int64),
+        "loss": np.asarray([train[s][0] for s in ts], np.float64),
+        "accuracy": np.asarray([train[s][1] for s in ts], np.float64),
+        "val_step": np.asarray(vs, np.int64),
+        "val_tolerance_accuracy": np.asarray([val[s] for s in vs], np.float64),
+    }
+
+
+def learning_curve_png(history_path: str | Path, path: str | Path, title: str = "") -> Path:
+    """Writes the training loss and the validation tolerance accuracy against the step as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    h = read_history(history_path)
+    fig, ax = plt.subplots(1, 2, figsize=(10, 3.8))
+    ax[0].plot(h["step"], h["loss"], lw=1)
+    ax[0].set(xlabel="step", ylabel="training loss (batch, with dropout)", title="loss")
+    ax[1].plot(h["val_step"], h["val_tolerance_accuracy"], "o-")
+    ax[1].set(xlabel="step", ylabel="tolerance accuracy (0.15 px)", ylim=(0, 1), title="validation")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    try:
+        return atomic.savefig(path, fig, dpi=100)
+    finally:
+        plt.close(fig)
