@@ -29,7 +29,6 @@ import contextlib
 import logging
 import math
 import time
-import traceback
 import warnings
 from pathlib import Path
 from typing import Callable
@@ -38,7 +37,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from dhde import atomic
-from dhde.cli import check_common, default_input, report, resolve_model
+from dhde.cli import check_common, default_input, record_failure, report, resolve_model
 from dhde.image import load_image, save_image
 from dhde.labels import SIGMAS
 from dhde.outputs import colorize
@@ -342,15 +341,8 @@ def run_app(app: str, cfg: dict, out_dir) -> int:
                 }
                 report(f"{stem}: {app} done ({'reused ' + origin if origin != 'estimated' else 'estimated'})")
             except Exception as e:  # report and go on with the next image; a full disk stops the run
-                if isinstance(e, atomic.DiskFullError):
-                    raise
-                if atomic.is_disk_full(e):
-                    raise atomic.disk_full_error(out / stem, e) from e
+                record_failure(e, out, stem, source, summary)
                 failures += 1
-                summary[stem] = {"source": source, "error": f"{type(e).__name__}: {e}"}
-                report(f"FAILED {stem}: {type(e).__name__}: {e}", logging.ERROR)
-                if not isinstance(e, (ValueError, TypeError)):
-                    traceback.print_exc()
     except BaseException:  # e.g. a full disk: the summary of what was done, if it still fits
         with contextlib.suppress(OSError):
             atomic.write_json(out / "summary.json", {"app": app, "params": params, "images": summary}, default=str)

@@ -248,6 +248,20 @@ def check_evaluate_config(cfg: dict) -> None:
     cc.integer(cfg, "baseline.window", 15, lo=1)
 
 
+def record_failure(e: Exception, out: Path, stem: str, source: str, summary: dict) -> None:
+    """Called in the ``except`` of one image of a folder run: re-raises a full disk (the run
+    stops, as :class:`dhde.atomic.DiskFullError`), else records and reports the failure so that
+    the other images go on (a traceback too for errors other than bad input)."""
+    if isinstance(e, atomic.DiskFullError):
+        raise e
+    if atomic.is_disk_full(e):
+        raise atomic.disk_full_error(out / stem, e) from e
+    summary[stem] = {"source": source, "error": f"{type(e).__name__}: {e}"}
+    report(f"FAILED {stem}: {type(e).__name__}: {e}", logging.ERROR)
+    if not isinstance(e, (ValueError, TypeError)):
+        traceback.print_exc()
+
+
 def run_estimate(cfg: dict, out_dir) -> int:
     """Estimates every input; returns the number of failed images (0 = all fine).
 
@@ -303,15 +317,8 @@ def run_estimate(cfg: dict, out_dir) -> int:
                     save_image(out / f"{stem}_input.png", image)
                 report(f"{stem}: sigma {d.min():.2f}..{d.max():.2f} px, {summary[stem]['seconds']} s -> {out}")
             except Exception as e:  # report and go on with the next image; a full disk stops the run
-                if isinstance(e, atomic.DiskFullError):
-                    raise
-                if atomic.is_disk_full(e):
-                    raise atomic.disk_full_error(out / stem, e) from e
+                record_failure(e, out, stem, source, summary)
                 failures += 1
-                summary[stem] = {"source": source, "error": f"{type(e).__name__}: {e}"}
-                report(f"FAILED {stem}: {type(e).__name__}: {e}", logging.ERROR)
-                if not isinstance(e, (ValueError, TypeError)):
-                    traceback.print_exc()
     except BaseException:  # e.g. a full disk: the summary of what was done, if it still fits
         with contextlib.suppress(OSError):
             atomic.write_json(out / "summary.json", summary)

@@ -14,7 +14,19 @@ from dhde.data.camera import (
     CameraConfig, camera_patches, disk_blur, disk_equivalent_sigma, disk_kernel,
     disk_radius_for_sigma, jpeg_roundtrip,
 )
-from dhde.data.defocus_patches import _disk_blur_jax
+
+
+def _disk_blur_jax(img, radius):
+    """Reference: the whole image convolved with the disk kernel by lax.conv, replicate borders."""
+    import jax
+    import jax.numpy as jnp
+
+    k = jnp.asarray(disk_kernel(radius), jnp.float32)
+    r = k.shape[0] // 2
+    x = jnp.pad(jnp.asarray(img), ((r, r), (r, r), (0, 0)), mode="edge")
+    x = jnp.moveaxis(x, -1, 0)[:, None]  # (C, 1, H, W)
+    y = jax.lax.conv_general_dilated(x, k[None, None], (1, 1), "VALID", precision=jax.lax.Precision.HIGHEST)
+    return jnp.moveaxis(y[:, 0], 0, -1)
 
 
 def _coverage_brute(radius, n_sub=128):

@@ -125,19 +125,6 @@ def _check_noise(noise) -> float:
     return noise
 
 
-def _disk_blur_jax(img: jax.Array, radius: float) -> jax.Array:
-    """(H, W, C) image convolved with the disk PSF, replicate borders (a reference for tests)."""
-    from dhde.data.camera import disk_kernel
-
-    k = jnp.asarray(disk_kernel(radius), jnp.float32)
-    r = k.shape[0] // 2
-    x = jnp.pad(img, ((r, r), (r, r), (0, 0)), mode="edge")
-    x = jnp.moveaxis(x, -1, 0)[:, None]  # (C, 1, H, W)
-    y = jax.lax.conv_general_dilated(x, k[None, None], (1, 1), "VALID",
-                                     precision=jax.lax.Precision.HIGHEST)
-    return jnp.moveaxis(y[:, 0], 0, -1)
-
-
 def _disk_patches(img: jax.Array, coords: jax.Array, size: int, radius: float) -> np.ndarray:
     """(M, size, size, 3) patches of the disk-blurred image, cut without blurring the image.
 
