@@ -8,8 +8,9 @@ Screened sources (``debian:`` and ``folder:``) first measure every
 candidate file (:func:`screen_candidates`): unreadable, tiny, greyscale and 16-bit files are
 skipped with a message; from Debian packages, renderings and mostly out-of-focus images are
 also rejected (:mod:`dhde.data.screening`) and the kept photographs are split by image (at least
-:data:`MIN_TEST_IMAGES` of them held out for testing); a folder keeps its 80/10/10 hash split. Every decision goes into a manifest
-(file, sha256, size, kept or rejected, reason, split) written beside the built data set.
+:data:`MIN_TEST_IMAGES` of them held out for testing); a folder keeps its 80/10/10 hash split.
+Every decision goes into a manifest (file, sha256, size, kept or rejected, reason, split)
+written beside the built data set.
 """
 
 from __future__ import annotations
@@ -88,6 +89,9 @@ def _file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+_SIXTEEN_BIT = "16-bit image (its tone curve is unknown; convert to 8-bit sRGB to use it)"
+
+
 def _file_problem(path: Path) -> str | None:
     """A reason to skip a file before screening (greyscale, 16-bit), or None."""
     from PIL import Image
@@ -96,7 +100,7 @@ def _file_problem(path: Path) -> str | None:
         mode = im.mode
         bits = im.info.get("bitdepth")
         if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I") or bits == 16:
-            return "16-bit image (its tone curve is unknown; convert to 8-bit sRGB to use it)"
+            return _SIXTEEN_BIT
         if mode in ("1", "L", "LA", "I", "F"):
             return "greyscale image (the CNN needs colour)"
     if path.suffix.lower() == ".png":
@@ -104,7 +108,7 @@ def _file_problem(path: Path) -> str | None:
 
         try:
             if png.Reader(filename=str(path)).read()[3].get("bitdepth") == 16:
-                return "16-bit image (its tone curve is unknown; convert to 8-bit sRGB to use it)"
+                return _SIXTEEN_BIT
         except (png.Error, OSError, ValueError, EOFError):
             pass
     return None
