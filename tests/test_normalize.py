@@ -13,12 +13,29 @@ from dhde.features.pipeline import (
 from dhde.model import ModelConfig
 
 
-def _ref(ctx, floor=NORMALIZE_FLOOR):
+def _ref(ctx, floor=NORMALIZE_FLOOR, over="value"):
     out = np.empty_like(ctx)
     for n in range(len(ctx)):
-        v = ctx[n, 1:-1, 1:-1].max(-1)
+        v = ctx[n, 1:-1, 1:-1].max(-1) if over == "value" else ctx[n, 1:-1, 1:-1]
         out[n] = (ctx[n] - v.min()) / max(v.max() - v.min(), floor)
     return out
+
+
+def test_rgb_normalisation_keeps_the_cnn_input_in_range(rng):
+    x = _patches(rng)
+    x[1, ..., 0] = 0.0  # a saturated patch: red far below the value channel's minimum
+    x[1, ..., 2] = 0.9 + 0.02 * rng.random((29, 29)).astype(np.float32)
+    got = np.asarray(normalize_context(jnp.asarray(x), over="rgb"))
+    np.testing.assert_allclose(got, _ref(x, over="rgb"), rtol=1e-5, atol=1e-6)
+    inner = got[:, 1:-1, 1:-1]
+    assert inner.min() >= -1e-6 and inner.max() <= 1 + 1e-6
+    # the value-channel variant throws red far below zero (what killed the first normalised CNN)
+    assert np.asarray(normalize_context(jnp.asarray(x)))[1, 1:-1, 1:-1, 0].min() < -10
+    c = np.asarray(cnn_input(jnp.asarray(x), normalize="patch"))
+    assert c.min() >= 0 and c.max() <= 255
+    np.testing.assert_array_equal(c, np.round(_ref(x, over="rgb")[:, 1:-1, 1:-1] * 255))
+    with pytest.raises(ValueError, match="over"):
+        normalize_context(jnp.asarray(x), over="hsv")
 
 
 def _patches(rng, n=6, side=29):

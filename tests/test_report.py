@@ -98,10 +98,66 @@ def test_script_writes_table_and_chart(sweep, tmp_path, capsys):
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     assert mod.main([str(sweep)]) == 0
-    assert (sweep / "table1.md").read_text() == R.markdown_table(R.table_rows(R.collect_metrics(sweep)))
+    text = (sweep / "table1.md").read_text()
+    assert text.endswith(R.markdown_table(R.table_rows(R.collect_metrics(sweep))))
+    assert text.startswith(R.summary_table(R.summary_rows(R.table_rows(R.collect_metrics(sweep)))))
     assert (sweep / "table1.png").stat().st_size > 1000
     assert "94.16" in capsys.readouterr().out
     empty = tmp_path / "empty"
     empty.mkdir()
     assert mod.main([str(empty)]) == 2
     assert "no metrics.json" in capsys.readouterr().err
+
+
+def _history(path, vals):
+    path.write_text("\n".join(json.dumps({"step": 1000 * (i + 1), "val_tolerance_accuracy": v})
+                              for i, v in enumerate(vals)) + "\n{trunc")
+
+
+def test_plateau_from_history(tmp_path):
+    h = tmp_path / "history.jsonl"
+    _history(h, [0.5, 0.6, 0.62, 0.625])  # halves: best 0.6 then 0.625 -> +0.025, still rising
+    p = R.plateau(h)
+    assert p["val_gain_second_half"] == pytest.approx(0.025) and p["converged"] is False
+    assert p["val_final"] == 0.625
+    _history(h, [0.5, 0.64, 0.63, 0.645, 0.64])  # 2 | 3 evaluations: 0.645 - 0.64 -> flat
+    assert R.plateau(h)["converged"] is True
+    _history(h, [0.5, 0.6, 0.7])  # too short to judge
+    assert R.plateau(h) == {"val_final": None, "val_gain_second_half": None, "converged": None}
+    assert R.plateau(tmp_path / "missing.jsonl")["converged"] is None
+
+
+def _seeded_sweep(root, accs):
+    for i, (fs, tol, curve) in enumerate(accs):
+        d = root / f"{i}_{fs}"
+        d.mkdir(parents=True)
+        m = _metrics(fs, "separate", tol)
+        m["seed"] = i % 2
+        (d / "metrics.json").write_text(json.dumps(m))
+        if curve is not None:
+            _history(d / "history.jsonl", curve)
+    return R.summary_rows(R.table_rows(R.collect_metrics(root)))
+
+
+def test_summary_pools_seeds_and_checks_the_paper_order(tmp_path):
+    flat, rising = [0.5, 0.6, 0.6, 0.6], [0.3, 0.4, 0.5, 0.6]
+    order = [("D", 0.3), ("S", 0.4), ("G", 0.5), ("D+G+S", 0.6), ("C", 0.7)]
+    accs = [(fs, a, flat) for fs, a in order] + [("B", 0.80, flat), ("D+G+S+C", 0.84, rising)]
+    summary = _seeded_sweep(tmp_path / "a", accs)
+    assert [r["feature_set"] for r in summary] == ["D", "G", "S", "D+G+S", "C", "B"]  # the table's row order
+    b = summary[-1]
+    assert b["runs"] == 2 and b["tolerance_accuracy"] == pytest.approx(82.0)
+    assert (b["min"], b["max"]) == (pytest.approx(80.0), pytest.approx(84.0))
+    assert b["converged"] is False and summary[0]["converged"] is True and b["paper"] == 94.16
+    assert R.ordering_check(summary) == (True, [])
+    text = R.summary_table(summary)
+    assert "holds." in text and "80.00 - 84.00" in text and "no (still rising)" in text
+    # G above H breaks the order, and the line names both means
+    swapped = [(fs, 0.65 if fs == "G" else a, None) for fs, a in order] + [("B", 0.8, None)]
+    summary = _seeded_sweep(tmp_path / "b", swapped)
+    holds, why = R.ordering_check(summary)
+    assert holds is False and why == ["G (65.00 %) is not below H (60.00 %)"]
+    assert summary[0]["converged"] is None and "does not hold" in R.summary_table(summary)
+    # a missing row: the check cannot be made
+    holds, why = R.ordering_check(summary[:-1])
+    assert holds is None and "B" in why[0]

@@ -468,6 +468,7 @@ def test_nan_after_restore_names_the_restored_step(tmp_path, splits, killed_run)
     ("train.keep_last", 0, "train.keep_last"),
     ("train.steps", "abc", "train.steps must be an integer, got 'abc'"),
     ("train.select", "median", "train.select"),
+    ("train.cnn_input_scale", 0.0, "train.cnn_input_scale must be > 0"),
     ("optimizer.lr", "abc", "optimizer.lr must be a number"),
     ("optimizer.lr", -1.0, "optimizer.lr must be > 0"),
     ("optimizer.name", "adam", "optimizer.name"),
@@ -657,3 +658,31 @@ def test_interrupted_model_save_is_set_aside_and_redone(tmp_path, splits, full_r
     train_and_evaluate(_cfg(), wd, splits=splits)
     assert load_model(wd / "model").config == load_model(full_run / "model").config
     assert len(list(wd.glob("model.incomplete-*"))) == 1
+
+
+def test_deep_activity_finds_a_dead_cnn(splits):
+    cfg = ModelConfig(feature_set="C", hidden=(8, 8))
+    params = init_model(cfg, jax.random.key(0)).params
+    alive = loop.deep_activity(params, splits["validation"], cfg)
+    # reference: the per-patch network on the same inputs, units that fire on any patch
+    from dhde.features.deep import DeepFeature
+    from dhde.features.pipeline import context_cnn
+    v = splits["validation"]
+    cnn = context_cnn(jnp.asarray(v["patch"], jnp.float32) / 255, jnp.asarray(v["scale"]) == 2, cfg)
+    out = np.asarray(DeepFeature(impl="conv").apply({"params": params["deep"]}, cnn))
+    assert alive == pytest.approx((out > 0).any(0).mean()) and alive > 0
+    dead = jax.tree_util.tree_map(lambda x: x, params)
+    dead["deep"]["conv4"]["bias"] = jnp.full((25,), -1e6)
+    assert loop.deep_activity(dead, splits["validation"], cfg) == 0.0
+    assert loop.deep_activity(params, splits["validation"], ModelConfig(feature_set="D")) is None
+
+
+def test_dead_cnn_is_reported_in_history_and_metrics(tmp_path, splits, monkeypatch, capsys):
+    monkeypatch.setattr(loop, "deep_activity", lambda *a, **k: 0.0)
+    cfg = _cfg(steps=K, features={"set": "C"})
+    m = train_and_evaluate(cfg, tmp_path, splits=splits)
+    err = capsys.readouterr().err
+    assert err.count("the deep feature is dead at step") == 1
+    vals = [json.loads(x) for x in (tmp_path / "history.jsonl").read_text().splitlines()]
+    assert [v["deep_active_units"] for v in vals if "val_tolerance_accuracy" in v] == [0.0]
+    assert m["deep_active_units"] == 0.0 and m["cnn_input_scale"] == pytest.approx(1 / 255)

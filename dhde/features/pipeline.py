@@ -63,25 +63,38 @@ NORMALIZE_FLOOR = 4.0 / 255.0
 NORMALIZATIONS = ("none", "patch")
 
 
-def normalize_context(rgb_ctx: jax.Array, floor: float = NORMALIZE_FLOOR) -> jax.Array:
+def normalize_context(rgb_ctx: jax.Array, floor: float = NORMALIZE_FLOOR, over: str = "value") -> jax.Array:
     """Per-patch contrast normalisation: (rgb - lo) / max(hi - lo, floor).
 
-    ``lo`` and ``hi`` are the minimum and maximum of the value channel (max over RGB) inside the
-    patch (the context ring excluded), so the patch's value channel spans exactly [0, 1]
-    whatever the exposure: an exposure gain g and offset b (``g * x + b``) give the same
-    output for every patch whose range ``g * (hi - lo)`` is above the floor. Other channels and
-    the ring may leave [0, 1] slightly (they are not clipped).
+    ``lo`` and ``hi`` are the minimum and maximum inside the patch (the context ring excluded)
+    of either the value channel (max over RGB, ``over="value"``: the hand-crafted features, whose
+    value channel then spans exactly [0, 1]) or of all three channels (``over="rgb"``: the CNN
+    input, which then stays inside [0, 1] in every channel). Either way an exposure gain g and
+    offset b (``g * x + b``) give the same output for every patch whose range ``g * (hi - lo)``
+    is above the floor.
+
+    With ``over="value"`` the non-maximal channels may leave [0, 1] far: a saturated blue patch
+    with a value range of 0.02 maps a red value of 0 to about -(lo / 0.02). The first normalised
+    model fed that to its CNN (inputs down to about -1,900 on the 0..255 scale), and every
+    deep-feature unit died in training; the CNN input therefore uses ``over="rgb"``.
 
     Args:
       rgb_ctx: (N, w + 2, w + 2, 3) float32 context patches in [0, 1].
       floor: smallest range divided by (avoids amplifying flat, noisy patches).
+      over: "value" or "rgb" (static).
 
     Returns:
       (N, w + 2, w + 2, 3) float32.
     """
-    v = jnp.max(rgb_ctx[:, 1:-1, 1:-1], axis=-1)
-    lo = jnp.min(v, axis=(1, 2))[:, None, None, None]
-    hi = jnp.max(v, axis=(1, 2))[:, None, None, None]
+    if over == "value":
+        v = jnp.max(rgb_ctx[:, 1:-1, 1:-1], axis=-1)
+        lo, hi = jnp.min(v, axis=(1, 2)), jnp.max(v, axis=(1, 2))
+    elif over == "rgb":
+        inner = rgb_ctx[:, 1:-1, 1:-1]
+        lo, hi = jnp.min(inner, axis=(1, 2, 3)), jnp.max(inner, axis=(1, 2, 3))
+    else:
+        raise ValueError(f"over must be 'value' or 'rgb', got {over!r}")
+    lo, hi = lo[:, None, None, None], hi[:, None, None, None]
     return (rgb_ctx - lo) / jnp.maximum(hi - lo, floor)
 
 
@@ -96,12 +109,12 @@ def cnn_input(rgb_ctx: jax.Array, small_padding: str = "replicate", normalize: s
     Args:
       rgb_ctx: (N, w + 2, w + 2, 3) context patches in [0, 1], w = 27 or 15.
       small_padding: how 15x15 patches reach 27x27: "replicate" (code) or "zero" (paper).
-      normalize: "none" (paper) or "patch": :func:`normalize_context` first (values may then
-        leave 0..255 slightly in the non-maximal channels).
+      normalize: "none" (paper) or "patch": :func:`normalize_context` over all three channels
+        first, so the patch spans 0..255 (its context ring may leave that range slightly).
     """
     _check_normalize(normalize)
     if normalize == "patch":
-        rgb_ctx = normalize_context(rgb_ctx)
+        rgb_ctx = normalize_context(rgb_ctx, over="rgb")
     p = jnp.round(rgb_ctx[:, 1:-1, 1:-1] * 255.0)
     if p.shape[1] == SMALL:
         p = pad_small_to_large(p, mode=small_padding)

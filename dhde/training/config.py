@@ -38,6 +38,7 @@ def check_train_config(cfg: Mapping) -> None:
     cc.choice(cfg, "train.schedule", ("joint", "two_stage"), "joint")
     cc.number(cfg, "train.stage1_fraction", 0.5, lo=0.0, hi=1.0)
     cc.choice(cfg, "train.select", ("best", "last"), "best")
+    cc.number(cfg, "train.cnn_input_scale", 1.0 / 255.0, lo=0.0, lo_open=True)
     # model
     m = cc.get(cfg, "model", {}) or {}
     if not isinstance(m, Mapping):

@@ -30,14 +30,20 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from dhde import atomic
-from dhde.features.pipeline import context_hand
+from dhde.features.deep import DeepFeature
+from dhde.features.pipeline import context_cnn, context_hand
 from dhde.model import DefocusModel, DefocusNet, ModelConfig, init_model
 from dhde.model_io import save_model
 from dhde.training import checkpoints
 from dhde.training.config import check_train_config
 from dhde.training.metrics import classification_metrics, confusion_png, learning_curve_png
-from dhde.training.optim import make_optimizer
+from dhde.training.optim import input_scaled, make_optimizer, scale_initial_kernel
 from dhde.training.step import compile_steps, data_mesh, init_state, put_batch, replicated
+
+#: ``train.cnn_input_scale``: the CNN is trained as if its 0..255 input were multiplied by this
+#: (:func:`dhde.training.optim.input_scaled`); 1.0 trains on the raw 0..255 values, as the
+#: authors' Caffe solver did.
+DEFAULT_CNN_INPUT_SCALE = 1.0 / 255.0
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -167,6 +173,21 @@ def predict_split(eval_fn, params, arrays, hand, mesh, batch_size) -> tuple[np.n
     return np.concatenate(preds), np.concatenate(confs)
 
 
+def deep_activity(params, arrays: dict, config: ModelConfig, n: int = 256) -> float | None:
+    """Fraction of the deep feature's 25 units that fire (> 0) on at least one of the first
+    ``n`` patches of ``arrays`` (a loaded split); None for a model without the CNN.
+
+    0 means the CNN is dead: every patch gives the classifier the same (zero) deep feature, and
+    the model is a hand-crafted-only model with extra weights.
+    """
+    if not config.uses_deep or len(arrays["label"]) == 0:
+        return None
+    rgb = jnp.asarray(arrays["patch"][:n], jnp.float32) / 255.0
+    cnn = context_cnn(rgb, jnp.asarray(arrays["scale"][:n]) == 2, config)
+    out = DeepFeature(impl="conv").apply({"params": params["deep"]}, cnn)
+    return float(jnp.mean(jnp.any(out > 0, axis=0)))
+
+
 def load_splits(cfg):
     """Builds (if needed) the TFDS patch data set and loads its splits into memory."""
     from dhde.data.defocus_patches import build_locked, load_arrays, make_config
@@ -238,10 +259,12 @@ def train_and_evaluate(cfg, workdir: str | Path, splits: dict | None = None) -> 
         momentum=float(o.get("momentum", 0.9)), warmup=int(o.get("warmup", 0)),
         grad_clip=o.get("grad_clip"),
     )
+    cnn_input_scale = float(t.get("cnn_input_scale", DEFAULT_CNN_INPUT_SCALE))
+    tx = input_scaled(tx, cnn_input_scale)
     net = DefocusNet(mcfg)
     step_hand, step_nohand, eval_fn = compile_steps(mesh, net, tx)
 
-    params = init_model(mcfg, jax.random.key(seed)).params
+    params = scale_initial_kernel(init_model(mcfg, jax.random.key(seed)).params, cnn_input_scale)
     state = jax.device_put(init_state(params, tx), replicated(mesh))
     mgr = checkpoints.manager(workdir / "checkpoints", keep_last=int(t.get("keep_last", 3)))
     restored, resumed_from = checkpoints.restore_latest(mgr, state)
@@ -259,6 +282,7 @@ def train_and_evaluate(cfg, workdir: str | Path, splits: dict | None = None) -> 
         m = classification_metrics(p, splits["validation"]["label"], splits["validation"]["scale"])
         return m["tolerance_accuracy"]
 
+    warned_dead = [False]
     t0, seen = time.perf_counter(), 0
     bar = tqdm(range(start, steps), initial=start, total=steps, desc="training", unit="step")
     last_loss = math.nan
@@ -302,7 +326,16 @@ def train_and_evaluate(cfg, workdir: str | Path, splits: dict | None = None) -> 
                     f"{done}; training stopped. {blame(done)}"
                 )
             val = validate(state)
-            _append_line(history, {"step": done, "val_tolerance_accuracy": val})
+            active = deep_activity(state.params, splits["validation"], mcfg)
+            line = {"step": done, "val_tolerance_accuracy": val}
+            if active is not None:
+                line["deep_active_units"] = active
+                if active == 0 and not warned_dead[0]:
+                    warned_dead[0] = True
+                    print(f"warning: the deep feature is dead at step {done}: none of its 25 units fires on "
+                          "the first 256 validation patches, so the classifier sees only the hand-crafted "
+                          "features. Keep train.cnn_input_scale at 1/255 or lower optimizer.lr.", file=sys.stderr)
+            _append_line(history, line)
             checkpoints.save(mgr, done, state, {"val_tolerance_accuracy": val})
             saved_here.append(done)
     history.close()
@@ -319,7 +352,9 @@ def train_and_evaluate(cfg, workdir: str | Path, splits: dict | None = None) -> 
     result = {k: v for k, v in test.items() if k != "confusion"}
     result.update(
         feature_set=mcfg.feature_set, encoding=mcfg.encoding, steps=steps, best_step=best, select=select,
-        schedule=schedule, confusion=test["confusion"].tolist(),
+        schedule=schedule, seed=seed, normalize=mcfg.normalize, gradient=mcfg.gradient,
+        cnn_input_scale=cnn_input_scale, deep_active_units=deep_activity(state.params, splits["test"], mcfg),
+        confusion=test["confusion"].tolist(),
     )
     atomic.write_json(workdir / "metrics.json", result)
     model_dir = workdir / "model"

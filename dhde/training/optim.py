@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax
 import optax
 
 
@@ -62,3 +63,52 @@ def make_optimizer(
     else:
         raise ValueError(f"unknown optimizer {name!r}: use 'sgd' or 'adamw'")
     return optax.chain(*parts)
+
+
+#: Where the CNN's first kernel lives in the model's parameter tree.
+FIRST_LAYER_KERNEL = ("deep", "conv1", "kernel")
+
+
+def _scale_at(tree, path: tuple[str, ...], factor: float):
+    def f(p, leaf):
+        keys = tuple(getattr(k, "key", getattr(k, "name", None)) for k in p)
+        return leaf * factor if keys == path else leaf
+
+    return jax.tree_util.tree_map_with_path(f, tree)
+
+
+def input_scaled(tx: optax.GradientTransformation, scale: float,
+                 path: tuple[str, ...] = FIRST_LAYER_KERNEL) -> optax.GradientTransformation:
+    """Trains the kernel at ``path`` as if the layer's input were multiplied by ``scale``.
+
+    The CNN takes RGB values in 0..255 (the authors' convention, kept so that imported and
+    trained models are interchangeable). With an adaptive optimiser and the usual initialisers
+    that input is 255 times too large: the first steps push every deep unit below zero and the
+    deep feature dies (loss stuck at ln 11 for a CNN-only model). Training ``w`` on input
+    ``scale * x`` is the same function as the stored kernel ``v = scale * w`` on ``x``; this
+    wrapper runs ``tx`` in ``w``'s coordinates: the gradient at ``path`` is multiplied by
+    ``scale`` before ``tx`` (so clipping and moment estimates see ``dL/dw``) and the update by
+    ``scale`` after it. Initialise the kernel ``scale`` times smaller as well
+    (:func:`scale_initial_kernel`). ``scale=1`` returns ``tx`` itself. Parameters without
+    ``path`` (models without a CNN) pass through unchanged.
+
+    Args:
+      tx: the optimiser.
+      scale: the input scale, > 0 (e.g. 1/255 for inputs in 0..255).
+      path: key path of the kernel in the parameter tree.
+    """
+    if not scale > 0:
+        raise ValueError(f"input scale must be > 0, got {scale}")
+    if scale == 1.0:
+        return tx
+
+    def update(updates, state, params=None):
+        updates, state = tx.update(_scale_at(updates, path, scale), state, params)
+        return _scale_at(updates, path, scale), state
+
+    return optax.GradientTransformation(tx.init, update)
+
+
+def scale_initial_kernel(params, scale: float, path: tuple[str, ...] = FIRST_LAYER_KERNEL):
+    """``params`` with the kernel at ``path`` multiplied by ``scale`` (see :func:`input_scaled`)."""
+    return _scale_at(params, path, scale)

@@ -88,15 +88,45 @@ def collect_metrics(root: str | Path) -> list[dict]:
             continue
         m = dict(m)
         m["run"] = str(p.parent.relative_to(root)) or "."
+        m.update(plateau(p.parent / "history.jsonl"))
         out.append(m)
     return out
+
+
+#: A run counts as converged when the best validation accuracy of its second half is at most
+#: this much (a fraction) above the best of its first half.
+PLATEAU_TOLERANCE = 0.01
+
+
+def plateau(history_path: str | Path) -> dict:
+    """How flat a run's validation curve is at its end, from its ``history.jsonl``.
+
+    Returns ``{"val_final", "val_gain_second_half", "converged"}``: the last validation tolerance
+    accuracy (fraction), the best accuracy of the second half of the evaluations minus the best
+    of the first half (fraction; > 0 means it was still improving), and whether that gain is at
+    most :data:`PLATEAU_TOLERANCE`. All three are None when the file is missing or has fewer than
+    four evaluations.
+    """
+    from dhde.training.metrics import read_history
+
+    none = {"val_final": None, "val_gain_second_half": None, "converged": None}
+    try:
+        v = read_history(history_path)["val_tolerance_accuracy"]
+    except OSError:
+        return none
+    if v.size < 4:
+        return none
+    half = v.size // 2
+    gain = float(v[half:].max() - v[:half].max())
+    return {"val_final": float(v[-1]), "val_gain_second_half": gain, "converged": gain <= PLATEAU_TOLERANCE}
 
 
 def table_rows(results: Sequence[Mapping]) -> list[dict]:
     """One row per run, in the paper's row order (unknown models last), accuracies in percent.
 
     Row keys: ``feature_set``, ``encoding``, ``run``, each metrics key of
-    :data:`ACCURACY_COLUMNS` (percent, NaN when absent), ``paper`` (see :func:`paper_value`).
+    :data:`ACCURACY_COLUMNS` (percent, NaN when absent), ``paper`` (see :func:`paper_value`),
+    ``converged`` (from :func:`plateau`, None when unknown).
     """
     rows = []
     for m in results:
@@ -106,6 +136,7 @@ def table_rows(results: Sequence[Mapping]) -> list[dict]:
             v = m.get(key)
             row[key] = 100.0 * float(v) if v is not None else math.nan
         row["paper"] = paper_value(fs, enc)
+        row["converged"] = m.get("converged")
         rows.append(row)
 
     def order(r):
@@ -142,6 +173,86 @@ def markdown_table(rows: Sequence[Mapping]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def summary_rows(rows: Sequence[Mapping]) -> list[dict]:
+    """Runs of one model (feature set + encoding, e.g. several seeds) pooled into one row each.
+
+    Args:
+      rows: :func:`table_rows` output (accuracies in percent), optionally with ``converged``
+        (see :func:`plateau`).
+
+    Returns:
+      Rows in the paper's order with ``feature_set``, ``encoding``, ``runs`` (count),
+      ``tolerance_accuracy`` (mean, percent), ``min`` and ``max`` (percent), ``paper`` and
+      ``converged`` (True when every run's curve was flat, False when any was still rising,
+      None when unknown).
+    """
+    groups: dict = {}
+    for r in rows:
+        try:
+            key = canonical_key(r["feature_set"], r["encoding"])
+        except ValueError:
+            key = ((r["feature_set"],), r["encoding"])
+        groups.setdefault(key, []).append(r)
+    out = []
+    for group in groups.values():
+        acc = [g["tolerance_accuracy"] for g in group if not math.isnan(g["tolerance_accuracy"])]
+        flags = [g.get("converged") for g in group]
+        converged = None if any(f is None for f in flags) else all(flags)
+        out.append({
+            "feature_set": group[0]["feature_set"], "encoding": group[0]["encoding"], "runs": len(group),
+            "tolerance_accuracy": sum(acc) / len(acc) if acc else math.nan,
+            "min": min(acc) if acc else math.nan, "max": max(acc) if acc else math.nan,
+            "paper": group[0]["paper"], "converged": converged,
+        })
+    return out  # groups keep the order of ``rows`` (the paper's)
+
+
+#: The paper's ordering of Table 1's separate-encoding rows, worst to best.
+PAPER_ORDER = ("D", "S", "G", "H", "C", "B")
+
+
+def ordering_check(summary: Sequence[Mapping], order: Sequence[str] = PAPER_ORDER) -> tuple[bool | None, list[str]]:
+    """Whether the mean accuracies of the separate-encoding rows follow ``order`` (increasing).
+
+    Returns (holds, lines): holds is None when a row of ``order`` is missing; lines name every
+    adjacent pair that breaks the order, with both means in percent.
+    """
+    means = {}
+    for r in summary:
+        if r["encoding"] != "separate":
+            continue
+        for name in order:
+            if canonical_key(name, "separate") == canonical_key(r["feature_set"], "separate"):
+                means[name] = r["tolerance_accuracy"]
+    if any(name not in means for name in order):
+        missing = [n for n in order if n not in means]
+        return None, [f"rows missing for the ordering check: {', '.join(missing)}"]
+    lines = [f"{a} ({means[a]:.2f} %) is not below {b} ({means[b]:.2f} %)"
+             for a, b in zip(order, order[1:]) if not means[a] < means[b]]
+    return not lines, lines
+
+
+def summary_table(summary: Sequence[Mapping]) -> str:
+    """:func:`summary_rows` as Markdown, followed by the paper-ordering verdict."""
+    head = ["feature set", "encoding", "runs", "tolerance acc. (%), mean", "min - max (%)", "paper (%)",
+            "ours - paper", "converged"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in summary:
+        ours, paper = r["tolerance_accuracy"], r["paper"]
+        diff = f"{ours - paper:+.2f}" if isinstance(paper, float) and not math.isnan(ours) else "-"
+        spread = f"{_pct(r['min'])} - {_pct(r['max'])}" if r["runs"] > 1 else "-"
+        conv = {True: "yes", False: "no (still rising)", None: "-"}[r["converged"]]
+        cells = [r["feature_set"], r["encoding"], r["runs"], _pct(ours), spread, _pct(paper), diff, conv]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    holds, why = ordering_check(summary)
+    lines.append("")
+    verdict = {True: "holds", False: "does not hold", None: "cannot be checked"}[holds]
+    lines.append(f"Paper ordering {' < '.join(PAPER_ORDER)}: {verdict}." + (" " + "; ".join(why) + "." if why else ""))
+    lines.append(f"Converged: the best validation accuracy of a run's second half is at most "
+                 f"{100 * PLATEAU_TOLERANCE:.0f} point above that of its first half.")
+    return "\n".join(lines) + "\n"
+
+
 def bar_chart(rows: Sequence[Mapping], path: str | Path, title: str = "Table 1: ours vs paper"):
     """Grouped bars (ours, paper) of the tolerance accuracy per row; writes a PNG at ``path``.
 
@@ -159,7 +270,9 @@ def bar_chart(rows: Sequence[Mapping], path: str | Path, title: str = "Table 1: 
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     w = 0.4
-    ax.bar([i - w / 2 for i in x], ours, w, label="ours")
+    lo = [r["tolerance_accuracy"] - r["min"] if "min" in r else 0.0 for r in rows]
+    hi = [r["max"] - r["tolerance_accuracy"] if "max" in r else 0.0 for r in rows]
+    ax.bar([i - w / 2 for i in x], ours, w, label="ours", yerr=[lo, hi] if any(lo + hi) else None, capsize=3)
     ax.bar([i + w / 2 for i in x], paper, w, label="paper")
     ax.axhline(RANDOM_GUESS, color="k", ls="--", lw=1, label=f"random guess ({RANDOM_GUESS:.2f} %)")
     ax.set_xticks(x, labels, fontsize=7)
@@ -185,9 +298,10 @@ def write_report(root: str | Path, out_dir: str | Path | None = None) -> tuple[P
     if not results:
         raise ValueError(f"no metrics.json under {root}")
     rows = table_rows(results)
+    summary = summary_rows(rows)
     out = Path(out_dir) if out_dir is not None else Path(root)
     out.mkdir(parents=True, exist_ok=True)
-    text = markdown_table(rows)
+    text = summary_table(summary) + "\n## Every run\n\n" + markdown_table(rows)
     md = out / "table1.md"
     atomic.write_text(md, text)
-    return md, bar_chart(rows, out / "table1.png"), text
+    return md, bar_chart(summary, out / "table1.png"), text
