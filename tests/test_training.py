@@ -686,3 +686,47 @@ def test_dead_cnn_is_reported_in_history_and_metrics(tmp_path, splits, monkeypat
     vals = [json.loads(x) for x in (tmp_path / "history.jsonl").read_text().splitlines()]
     assert [v["deep_active_units"] for v in vals if "val_tolerance_accuracy" in v] == [0.0]
     assert m["deep_active_units"] == 0.0 and m["cnn_input_scale"] == pytest.approx(1 / 255)
+
+
+def test_dihedral_augmentation(rng):
+    from dhde.training.step import dihedral
+
+    x = jnp.asarray(rng.integers(0, 256, (64, 5, 5, 2)), jnp.uint8)
+    y = np.asarray(jax.jit(dihedral)(x, jax.random.key(3)))
+    xs = np.asarray(x)
+    # reference: every output is one of the 8 rotations / reflections of its own input
+    seen = set()
+    for n in range(len(xs)):
+        group = []
+        for t in range(2):
+            a = xs[n].swapaxes(0, 1) if t else xs[n]
+            for k in range(4):
+                group.append(np.rot90(a, k))
+        hits = [i for i, g in enumerate(group) if np.array_equal(g, y[n])]
+        assert hits, n
+        seen.add(hits[0])
+    assert len(seen) == 8  # all eight appear in 64 draws
+    assert y[:, 2, 2].tolist() == xs[:, 2, 2].tolist()  # the centre stays the centre
+    np.testing.assert_array_equal(np.asarray(dihedral(x, jax.random.key(3))), y)  # jit == eager
+    with pytest.raises(ValueError, match="square"):
+        dihedral(x[:, :4], jax.random.key(0))
+
+
+def test_augmented_step_differs_and_bad_value_raises(splits):
+    cfg = ModelConfig(feature_set="C", hidden=(8, 8))
+    net = DefocusNet(cfg)
+    tx = make_optimizer("sgd", 0.01, 10, schedule="constant", momentum=0.0)
+    params = init_model(cfg, jax.random.key(0)).params
+    idx = np.arange(8)
+    b = _batch(splits, cfg, idx)
+    mesh = data_mesh()
+    outs = {}
+    for aug in ("none", "dihedral"):
+        st, _, _ = compile_steps(mesh, net, tx, augment=aug)
+        state = jax.device_put(init_state(jax.tree_util.tree_map(jnp.copy, params), tx), replicated(mesh))
+        new, m = st(state, put_batch(b, mesh), jax.random.key(1))  # donates state
+        outs[aug] = (float(m["loss"]), _flat(new.params))
+    assert outs["none"][0] != outs["dihedral"][0]
+    with pytest.raises(ValueError, match="augment"):
+        from dhde.training.step import train_step
+        train_step(init_state(params, tx), b, jax.random.key(0), net=net, tx=tx, augment="mixup")

@@ -39,6 +39,7 @@ def check_train_config(cfg: Mapping) -> None:
     cc.number(cfg, "train.stage1_fraction", 0.5, lo=0.0, hi=1.0)
     cc.choice(cfg, "train.select", ("best", "last"), "best")
     cc.number(cfg, "train.cnn_input_scale", 1.0 / 255.0, lo=0.0, lo_open=True)
+    cc.choice(cfg, "train.augment", ("none", "dihedral"), "none")
     # model
     m = cc.get(cfg, "model", {}) or {}
     if not isinstance(m, Mapping):

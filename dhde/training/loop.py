@@ -262,7 +262,8 @@ def train_and_evaluate(cfg, workdir: str | Path, splits: dict | None = None) -> 
     cnn_input_scale = float(t.get("cnn_input_scale", DEFAULT_CNN_INPUT_SCALE))
     tx = input_scaled(tx, cnn_input_scale)
     net = DefocusNet(mcfg)
-    step_hand, step_nohand, eval_fn = compile_steps(mesh, net, tx)
+    augment = str(t.get("augment", "none"))
+    step_hand, step_nohand, eval_fn = compile_steps(mesh, net, tx, augment=augment)
 
     params = scale_initial_kernel(init_model(mcfg, jax.random.key(seed)).params, cnn_input_scale)
     state = jax.device_put(init_state(params, tx), replicated(mesh))
@@ -353,7 +354,7 @@ def train_and_evaluate(cfg, workdir: str | Path, splits: dict | None = None) -> 
     result.update(
         feature_set=mcfg.feature_set, encoding=mcfg.encoding, steps=steps, best_step=best, select=select,
         schedule=schedule, seed=seed, normalize=mcfg.normalize, gradient=mcfg.gradient,
-        cnn_input_scale=cnn_input_scale, deep_active_units=deep_activity(state.params, splits["test"], mcfg),
+        cnn_input_scale=cnn_input_scale, augment=augment, deep_active_units=deep_activity(state.params, splits["test"], mcfg),
         confusion=test["confusion"].tolist(),
     )
     atomic.write_json(workdir / "metrics.json", result)

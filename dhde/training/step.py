@@ -56,15 +56,46 @@ def tolerance_correct(pred: jax.Array, label: jax.Array) -> jax.Array:
     return jnp.abs(s[pred] - s[label]) <= TOLERANCE + 1e-4
 
 
-def _model_inputs(batch, config: ModelConfig, use_hand: bool):
+#: ``train.augment`` values: "none", or "dihedral" (a random flip / transpose per patch).
+AUGMENTATIONS = ("none", "dihedral")
+
+
+def dihedral(patches: jax.Array, key: jax.Array) -> jax.Array:
+    """Each patch under its own random element of the dihedral group of the square.
+
+    A transpose, a left-right flip and an up-down flip, each with probability 1/2, give the
+    8 rotations and reflections with equal probability. Isotropic blur (Gaussian or disk) and
+    the label are unchanged, the centre pixel of an odd-sized patch stays the centre.
+
+    Args:
+      patches: (N, S, S, C) square patches, any dtype.
+      key: a PRNG key.
+
+    Returns:
+      (N, S, S, C), same dtype.
+    """
+    if patches.ndim != 4 or patches.shape[1] != patches.shape[2]:
+        raise ValueError(f"dihedral expects (N, S, S, C) square patches, got shape {patches.shape}")
+    t, h, v = jax.random.bernoulli(key, 0.5, (3, patches.shape[0], 1, 1, 1))
+    x = jnp.where(t, jnp.swapaxes(patches, 1, 2), patches)
+    x = jnp.where(h, x[:, :, ::-1], x)
+    return jnp.where(v, x[:, ::-1], x)
+
+
+def _model_inputs(batch, config: ModelConfig, use_hand: bool, augment_key=None):
     rgb = batch["patch"].astype(jnp.float32) / 255.0
+    if augment_key is not None:  # the CNN input only: the hand-crafted features are precomputed
+        rgb = dihedral(rgb, augment_key)
     is_small = batch["scale"] == 2
     hand = batch["hand"] if use_hand else jnp.zeros_like(batch["hand"])
     return hand, context_cnn(rgb, is_small, config)
 
 
-def _loss_fn(params, batch, key, net: DefocusNet, use_hand: bool):
-    hand, cnn = _model_inputs(batch, net.config, use_hand)
+def _loss_fn(params, batch, key, net: DefocusNet, use_hand: bool, augment: str = "none"):
+    aug = None
+    if augment == "dihedral":  # "none" keeps the dropout key (and so the runs) of before
+        key, aug = jax.random.split(key)
+    hand, cnn = _model_inputs(batch, net.config, use_hand, aug)
     logits = net.apply({"params": params}, hand, cnn, train=True, rngs={"dropout": key})
     w = batch["weight"]
     ce = optax.softmax_cross_entropy_with_integer_labels(logits, batch["label"])
@@ -83,6 +114,7 @@ def train_step(
     tx: optax.GradientTransformation,
     use_hand: bool = True,
     frozen: tuple[tuple[str, ...], ...] = (),
+    augment: str = "none",
 ):
     """One optimiser step; returns (new_state, {"loss", "accuracy"}).
 
@@ -96,10 +128,14 @@ def train_step(
         schedule: f_C with the classifier alone).
       frozen: parameter paths (tuples of keys) whose gradient is zeroed, e.g.
         (("classifier", "fc1", "bias"),) as in the released model.
+      augment: "none" or "dihedral": each patch's CNN input under a random flip / transpose
+        (:func:`dihedral`; the hand-crafted features, precomputed, are invariant to most of it).
     """
+    if augment not in AUGMENTATIONS:
+        raise ValueError(f"augment must be one of {AUGMENTATIONS}, got {augment!r}")
     key = jax.random.fold_in(key, state.step)
     (loss, acc), grads = jax.value_and_grad(_loss_fn, has_aux=True)(
-        state.params, batch, key, net, use_hand
+        state.params, batch, key, net, use_hand, augment
     )
     if frozen:
         grads = _zero_paths(grads, frozen)
@@ -130,7 +166,7 @@ def eval_step(params, batch, *, net: DefocusNet):
     return jnp.argmax(logits, -1).astype(jnp.int32), jnp.max(prob, -1)
 
 
-def compile_steps(mesh: Mesh, net: DefocusNet, tx, frozen=()):
+def compile_steps(mesh: Mesh, net: DefocusNet, tx, frozen=(), augment: str = "none"):
     """Returns jitted (train_step_with_hand, train_step_without_hand, eval_step) for ``mesh``.
 
     State in and out is replicated and donated; batches are sharded along ``data``.
@@ -139,7 +175,7 @@ def compile_steps(mesh: Mesh, net: DefocusNet, tx, frozen=()):
 
     def make(use_hand):
         return jax.jit(
-            partial(train_step, net=net, tx=tx, use_hand=use_hand, frozen=frozen),
+            partial(train_step, net=net, tx=tx, use_hand=use_hand, frozen=frozen, augment=augment),
             in_shardings=(rep, bat, rep),
             out_shardings=(rep, rep),
             donate_argnums=(0,),
