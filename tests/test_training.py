@@ -730,3 +730,20 @@ def test_augmented_step_differs_and_bad_value_raises(splits):
     with pytest.raises(ValueError, match="augment"):
         from dhde.training.step import train_step
         train_step(init_state(params, tx), b, jax.random.key(0), net=net, tx=tx, augment="mixup")
+
+
+def test_shipped_model_has_no_dead_cnn():
+    """The first normalised model shipped a CNN whose 25 units were all zero on every patch
+    (a B model that was really H). A shipped model with a CNN must have live deep units."""
+    from skimage import data
+
+    m = load_model()
+    if not m.config.uses_deep:
+        assert m.config.feature_set in ("H", "D+G+S") or "C" not in m.config.feature_set
+        return
+    img = data.astronaut()[:256, :256]
+    r = np.random.default_rng(0)
+    ys, xs = r.integers(0, 256 - 29, 256), r.integers(0, 256 - 29, 256)
+    arrays = {"patch": np.stack([img[y:y + 29, x:x + 29] for y, x in zip(ys, xs)]),
+              "scale": np.tile(np.array([1, 2], np.int32), 128), "label": np.zeros(256, np.int32)}
+    assert loop.deep_activity(m.params, arrays, m.config) > 0.5
