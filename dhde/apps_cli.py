@@ -25,19 +25,15 @@ Files per image ``stem`` (besides ``<stem>_defocus_color.png``, a preview of the
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import math
 import time
-import warnings
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from dhde import atomic
-from dhde.cli import check_common, default_input, record_failure, report, resolve_model
+from dhde.cli import check_common, default_input, for_each_image, report, reported_warnings, resolve_model
 from dhde.image import load_image, save_image
 from dhde.labels import SIGMAS
 from dhde.outputs import colorize
@@ -318,38 +314,26 @@ def run_app(app: str, cfg: dict, out_dir) -> int:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model = LazyModel(cfg.get("model"))
-    summary, failures = {}, 0
-    try:
-        for stem, src in tqdm(inputs, desc=app, unit="img", disable=len(inputs) < 2):
-            t0 = time.perf_counter()
-            source = "built-in" if isinstance(src, np.ndarray) else str(src)
-            try:
-                with warnings.catch_warnings(record=True) as caught:
-                    warnings.simplefilter("always")
-                    image = load_image(src)
-                    defocus, origin = estimate_or_load(stem, image, out, model, opts,
-                                                       estimate_dir=cfg.get("estimate_dir"),
-                                                       size_multiple=size_multiple)
-                for w in caught:
-                    report(f"warning: {stem}: {w.message}", logging.WARNING)
-                _check_pair(image, defocus)
-                paths = {"defocus_color": save_image(out / f"{stem}_defocus_color.png", colorize(defocus))}
-                paths.update(APP_WRITERS[app](out, stem, image, defocus, params))
-                summary[stem] = {
-                    "source": source, "defocus": origin, "seconds": round(time.perf_counter() - t0, 3),
-                    "files": {k: str(v) for k, v in paths.items()},
-                }
-                report(f"{stem}: {app} done ({'reused ' + origin if origin != 'estimated' else 'estimated'})")
-            except Exception as e:  # report and go on with the next image; a full disk stops the run
-                record_failure(e, out, stem, source, summary)
-                failures += 1
-    except BaseException:  # e.g. a full disk: the summary of what was done, if it still fits
-        with contextlib.suppress(OSError):
-            atomic.write_json(out / "summary.json", {"app": app, "params": params, "images": summary}, default=str)
-        raise
-    atomic.write_json(out / "summary.json", {"app": app, "params": params, "images": summary}, default=str)
-    report(f"{len(inputs) - failures}/{len(inputs)} images done; outputs in {out}")
-    return failures
+    def one(stem, src, source, summary):
+        t0 = time.perf_counter()
+        with reported_warnings(stem):
+            image = load_image(src)
+            defocus, origin = estimate_or_load(stem, image, out, model, opts,
+                                               estimate_dir=cfg.get("estimate_dir"),
+                                               size_multiple=size_multiple)
+        _check_pair(image, defocus)
+        paths = {"defocus_color": save_image(out / f"{stem}_defocus_color.png", colorize(defocus))}
+        paths.update(APP_WRITERS[app](out, stem, image, defocus, params))
+        summary[stem] = {
+            "source": source, "defocus": origin, "seconds": round(time.perf_counter() - t0, 3),
+            "files": {k: str(v) for k, v in paths.items()},
+        }
+        report(f"{stem}: {app} done ({'reused ' + origin if origin != 'estimated' else 'estimated'})")
+
+    def write_summary(summary):
+        atomic.write_json(out / "summary.json", {"app": app, "params": params, "images": summary}, default=str)
+
+    return for_each_image(inputs, out, app, one, write_summary)
 
 
 # --------------------------------------------------------------------------- gallery

@@ -262,6 +262,43 @@ def record_failure(e: Exception, out: Path, stem: str, source: str, summary: dic
         traceback.print_exc()
 
 
+@contextlib.contextmanager
+def reported_warnings(stem: str) -> Iterator[list]:
+    """Captures the warnings raised in the block and reports each as ``warning: <stem>: ...``
+    after it (none when the block raises); yields the list of captured warnings."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield caught
+    for w in caught:
+        report(f"warning: {stem}: {w.message}", logging.WARNING)
+
+
+def for_each_image(inputs, out: Path, desc: str, one, write_summary) -> int:
+    """The per-image loop of a folder run; returns the number of failed images.
+
+    Calls ``one(stem, src, source, summary)`` for every ``(stem, src)`` of ``inputs`` (``source``
+    is the path as text, or "built-in"); it fills ``summary[stem]``. A failed image is recorded
+    by :func:`record_failure` and the others go on; ``write_summary(summary)`` runs at the end,
+    and also (best effort) when the run stops, e.g. on a full disk.
+    """
+    summary, failures = {}, 0
+    try:
+        for stem, src in tqdm(inputs, desc=desc, unit="img", disable=len(inputs) < 2):
+            source = "built-in" if isinstance(src, np.ndarray) else str(src)
+            try:
+                one(stem, src, source, summary)
+            except Exception as e:  # report and go on with the next image; a full disk stops the run
+                record_failure(e, out, stem, source, summary)
+                failures += 1
+    except BaseException:  # e.g. a full disk: the summary of what was done, if it still fits
+        with contextlib.suppress(OSError):
+            write_summary(summary)
+        raise
+    write_summary(summary)
+    report(f"{len(inputs) - failures}/{len(inputs)} images done; outputs in {out}")
+    return failures
+
+
 def run_estimate(cfg: dict, out_dir) -> int:
     """Estimates every input; returns the number of failed images (0 = all fine).
 
@@ -287,42 +324,29 @@ def run_estimate(cfg: dict, out_dir) -> int:
     spec = cfg.get("model")
     model = spec if isinstance(spec, DefocusModel) else resolve_model(spec)
     truth = default_input()[2] if cfg.get("input") is None else None  # the built-in input's sigma map
-    summary, failures = {}, 0
-    try:
-        for stem, src in tqdm(inputs, desc="estimating", unit="img", disable=len(inputs) < 2):
-            t0 = time.perf_counter()
-            source = "built-in" if isinstance(src, np.ndarray) else str(src)
-            try:
-                with warnings.catch_warnings(record=True) as caught:
-                    warnings.simplefilter("always")
-                    image = load_image(src)
-                    res = estimate_defocus(image, model, options=opts, size_multiple=size_multiple)
-                for w in caught:
-                    report(f"warning: {stem}: {w.message}", logging.WARNING)
-                mask = np.asarray(segment_blur(res.defocus, alpha))
-                paths = write_estimate(out, stem, image, res, mask)
-                d = np.asarray(res.defocus)
-                summary[stem] = {
-                    "source": source,
-                    "seconds": round(time.perf_counter() - t0, 3),
-                    "sigma_min": float(d.min()), "sigma_max": float(d.max()), "sigma_mean": float(d.mean()),
-                    "edge_pixels": int(np.asarray(res.scales > 0).sum()),
-                    "residual": float(res.residual),
-                    "files": {k: str(v) for k, v in paths.items()},
-                }
-                if caught:
-                    summary[stem]["warnings"] = [str(w.message) for w in caught]
-                if truth is not None:
-                    summary[stem]["sigma_mae_vs_truth"] = float(np.abs(d - truth).mean())
-                    save_image(out / f"{stem}_input.png", image)
-                report(f"{stem}: sigma {d.min():.2f}..{d.max():.2f} px, {summary[stem]['seconds']} s -> {out}")
-            except Exception as e:  # report and go on with the next image; a full disk stops the run
-                record_failure(e, out, stem, source, summary)
-                failures += 1
-    except BaseException:  # e.g. a full disk: the summary of what was done, if it still fits
-        with contextlib.suppress(OSError):
-            atomic.write_json(out / "summary.json", summary)
-        raise
-    atomic.write_json(out / "summary.json", summary)
-    report(f"{len(inputs) - failures}/{len(inputs)} images done; outputs in {out}")
-    return failures
+
+    def one(stem, src, source, summary):
+        t0 = time.perf_counter()
+        with reported_warnings(stem) as caught:
+            image = load_image(src)
+            res = estimate_defocus(image, model, options=opts, size_multiple=size_multiple)
+        mask = np.asarray(segment_blur(res.defocus, alpha))
+        paths = write_estimate(out, stem, image, res, mask)
+        d = np.asarray(res.defocus)
+        summary[stem] = {
+            "source": source,
+            "seconds": round(time.perf_counter() - t0, 3),
+            "sigma_min": float(d.min()), "sigma_max": float(d.max()), "sigma_mean": float(d.mean()),
+            "edge_pixels": int(np.asarray(res.scales > 0).sum()),
+            "residual": float(res.residual),
+            "files": {k: str(v) for k, v in paths.items()},
+        }
+        if caught:
+            summary[stem]["warnings"] = [str(w.message) for w in caught]
+        if truth is not None:
+            summary[stem]["sigma_mae_vs_truth"] = float(np.abs(d - truth).mean())
+            save_image(out / f"{stem}_input.png", image)
+        report(f"{stem}: sigma {d.min():.2f}..{d.max():.2f} px, {summary[stem]['seconds']} s -> {out}")
+
+    return for_each_image(inputs, out, "estimating", one,
+                          lambda summary: atomic.write_json(out / "summary.json", summary))

@@ -283,7 +283,7 @@ def train_and_evaluate(cfg, workdir: str | Path, splits: dict | None = None) -> 
         m = classification_metrics(p, splits["validation"]["label"], splits["validation"]["scale"])
         return m["tolerance_accuracy"]
 
-    warned_dead = [False]
+    warned_dead = False
     t0, seen = time.perf_counter(), 0
     bar = tqdm(range(start, steps), initial=start, total=steps, desc="training", unit="step")
     last_loss = math.nan
@@ -331,8 +331,8 @@ def train_and_evaluate(cfg, workdir: str | Path, splits: dict | None = None) -> 
             line = {"step": done, "val_tolerance_accuracy": val}
             if active is not None:
                 line["deep_active_units"] = active
-                if active == 0 and not warned_dead[0]:
-                    warned_dead[0] = True
+                if active == 0 and not warned_dead:
+                    warned_dead = True
                     print(f"warning: the deep feature is dead at step {done}: none of its 25 units fires on "
                           "the first 256 validation patches, so the classifier sees only the hand-crafted "
                           "features. Keep train.cnn_input_scale at 1/255 or lower optimizer.lr.", file=sys.stderr)

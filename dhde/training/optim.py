@@ -69,10 +69,14 @@ def make_optimizer(
 FIRST_LAYER_KERNEL = ("deep", "conv1", "kernel")
 
 
+def key_path(path) -> tuple:
+    """A ``jax.tree_util`` key path as a tuple of plain keys, e.g. ("deep", "conv1", "kernel")."""
+    return tuple(getattr(k, "key", k) for k in path)
+
+
 def _scale_at(tree, path: tuple[str, ...], factor: float):
     def f(p, leaf):
-        keys = tuple(getattr(k, "key", getattr(k, "name", None)) for k in p)
-        return leaf * factor if keys == path else leaf
+        return leaf * factor if key_path(p) == path else leaf
 
     return jax.tree_util.tree_map_with_path(f, tree)
 

@@ -21,6 +21,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from dhde.features.pipeline import context_cnn
 from dhde.labels import SIGMAS, TOLERANCE
 from dhde.model import DefocusNet, ModelConfig
+from dhde.training.optim import key_path
 
 
 @flax.struct.dataclass
@@ -147,13 +148,14 @@ def train_step(
 
 def _zero_paths(tree, paths):
     flat = jax.tree_util.tree_flatten_with_path(tree)[0]
-    keys = {tuple(getattr(k, "key", k) for k in path) for path, _ in flat}
+    keys = {key_path(path) for path, _ in flat}
+    wanted = set(map(tuple, paths))
     for p in paths:
         if tuple(p) not in keys:
             raise ValueError(f"frozen parameter path {p} is not in the model")
 
     def f(path, x):
-        return jnp.zeros_like(x) if tuple(getattr(k, "key", k) for k in path) in set(map(tuple, paths)) else x
+        return jnp.zeros_like(x) if key_path(path) in wanted else x
 
     return jax.tree_util.tree_map_with_path(f, tree)
 
