@@ -36,10 +36,10 @@ def main():
 
     import scipy.sparse.linalg as spla
 
-    from dhde.cli import resolve_model
-    from dhde.inference import estimate_defocus
-    from dhde.matting import assemble_matting_laplacian
-    from dhde.propagation import propagate
+    from dhde.cli.common import resolve_model
+    from dhde.estimation.inference import estimate_defocus
+    from dhde.propagation.matting import assemble_matting_laplacian
+    from dhde.propagation.solver import propagate
 
     model = resolve_model(args.model)
     rows = []

@@ -38,18 +38,18 @@ def main():
     ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args()
 
-    from dhde.edges import DEFAULT_SIGMA, ESTIMATION_THRESHOLDS, _scale_map_jit
+    from dhde.filters.edges import DEFAULT_SIGMA, ESTIMATION_THRESHOLDS, _scale_map_jit
     from dhde.features.dct import dct_feature
-    from dhde.classify import classify_edges
-    from dhde.features import deep_shared
-    from dhde.features.deep import DeepFeature
+    from dhde.estimation.classify import classify_edges
+    from dhde.model import cnn_shared as deep_shared
+    from dhde.model.cnn import DeepFeature
     from dhde.features.extract import edge_features, prepare_scales
     from dhde.features.gradient import gradient_feature
     from dhde.features.pipeline import patch_gradient_magnitude
     from dhde.features.singular_values import singular_value_feature
-    from dhde.image import load_image
-    from dhde.model import ModelConfig, init_model
-    from dhde.patches import LARGE, SMALL, edge_coordinates, extract_patches
+    from dhde.io.image import load_image
+    from dhde.model.network import ModelConfig, init_model
+    from dhde.filters.patches import LARGE, SMALL, edge_coordinates, extract_patches
 
     if args.image:
         img = load_image(args.image)

@@ -51,7 +51,7 @@ def perturb(img: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
 
 def held_out_photos(manifest: str | None, folder: str | None, downscale: int, crop: tuple[int, int], limit=None):
     from dhde.data.sources import area_downscale
-    from dhde.image import load_image
+    from dhde.io.image import load_image
 
     if manifest:
         entries = json.loads(Path(manifest).expanduser().read_text())["files"]
@@ -95,7 +95,7 @@ def sparse_sigmas(img, model, opts):
 
 
 def run(models, photos, opts_for, seed=0):
-    from dhde.gaussian import gaussian_blur
+    from dhde.filters.gaussian import gaussian_blur
     from tqdm.auto import tqdm
 
     acc = {m: {s: [] for s in SIGMAS} for m in models}

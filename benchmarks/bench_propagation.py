@@ -1,4 +1,4 @@
-"""Benchmark of sparse-to-full defocus propagation (dhde.propagation) on a natural image.
+"""Benchmark of sparse-to-full defocus propagation (dhde.propagation.solver) on a natural image.
 
 Guide: scikit-image's ``coffee`` resized to each size and Gaussian-blurred (sigma 1); mask:
 Canny edges (~8 % of the pixels); values: a synthetic piecewise-smooth defocus map (sigma in
@@ -27,11 +27,11 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spl
 from skimage import color, data, feature, transform
 
-from dhde import matting
-from dhde import propagation as prop
-from dhde.gaussian import gaussian_blur
-from dhde.matting import assemble_matting_laplacian
-from dhde.propagation import GAMMA, build_multigrid, propagate
+from dhde.propagation import matting
+from dhde.propagation import solver as prop
+from dhde.filters.gaussian import gaussian_blur
+from dhde.propagation.matting import assemble_matting_laplacian
+from dhde.propagation.solver import GAMMA, build_multigrid, propagate
 
 
 def make_problem(h: int, w: int, seed: int = 0):

@@ -23,7 +23,7 @@ def _image(spec, h, w):
     from skimage.transform import resize
 
     if spec:
-        from dhde.image import load_image
+        from dhde.io.image import load_image
 
         img = load_image(spec)
     else:
@@ -43,8 +43,8 @@ def main():
     ap.add_argument("--options", default="", help="extra EstimateOptions, field=value,...")
     args = ap.parse_args()
 
-    from dhde.cli import resolve_model
-    from dhde.inference import EstimateOptions, estimate_defocus
+    from dhde.cli.common import resolve_model
+    from dhde.estimation.inference import EstimateOptions, estimate_defocus
 
     extra = {}
     for item in filter(None, args.options.split(",")):

@@ -21,8 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dhde.features.deep import DeepFeature
-from dhde.model import Classifier, DefocusNet, ModelConfig, init_model
+from dhde.model.cnn import DeepFeature
+from dhde.model.network import Classifier, DefocusNet, ModelConfig, init_model
 from dhde.training.loop import _host_batch, batch_indices, hand_features
 from dhde.training.optim import make_optimizer
 from dhde.training.step import _loss_fn, compile_steps, data_mesh, init_state, put_batch, replicated

@@ -65,7 +65,7 @@ def _datasets(names, downscale):
 
 def measure(opts, data, model, taus=(), size_multiple=32):
     from dhde.evaluation import metrics
-    from dhde.inference import blur_probability, estimate_defocus
+    from dhde.estimation.inference import blur_probability, estimate_defocus
 
     row, per = {}, {}
     for name, exs in data.items():
@@ -115,8 +115,8 @@ def main():
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
 
-    from dhde.cli import resolve_model, use_compilation_cache
-    from dhde.inference import EstimateOptions
+    from dhde.cli.common import resolve_model, use_compilation_cache
+    from dhde.estimation.inference import EstimateOptions
 
     use_compilation_cache("~/.cache/dhde/jax")
     model = resolve_model(args.model)

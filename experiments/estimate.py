@@ -28,7 +28,7 @@ def main(cfg: DictConfig) -> int:
     import logging
 
     logging.getLogger("absl").setLevel(logging.WARNING)  # orbax is chatty at INFO
-    from dhde.cli import cli_errors, run_estimate, use_compilation_cache
+    from dhde.cli.common import cli_errors, run_estimate, use_compilation_cache
 
     with cli_errors():  # a bad config value or a full disk: one line naming it, exit status 2 / 1
         use_compilation_cache(cfg.get("jax_cache"))

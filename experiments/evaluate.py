@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 def main(cfg: DictConfig) -> None:
     from dhde.evaluation.report import markdown_table
     from dhde.evaluation.run import run_evaluation, target_lines
-    from dhde.cli import check_evaluate_config, cli_errors, use_compilation_cache
+    from dhde.cli.common import check_evaluate_config, cli_errors, use_compilation_cache
 
     with cli_errors():  # a bad config value or a full disk: one line naming it
         use_compilation_cache(cfg.get("jax_cache"))

@@ -6,7 +6,7 @@
 
 Each image's defocus map is estimated once: a ``<stem>_defocus.npy`` in ``estimate_dir`` (e.g. the
 output folder of experiments/estimate.py) is reused, and a new one is written there. Parameters
-and output files: conf/magnify.yaml and dhde/apps_cli.py. A failed image is reported and skipped.
+and output files: conf/magnify.yaml and dhde/cli/apps.py. A failed image is reported and skipped.
 """
 
 import os
@@ -20,8 +20,8 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 @hydra.main(config_path="../conf", config_name="magnify", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    from dhde.apps_cli import run_app
-    from dhde.cli import cli_errors, use_compilation_cache
+    from dhde.cli.apps import run_app
+    from dhde.cli.common import cli_errors, use_compilation_cache
 
     with cli_errors():  # a bad config value or a full disk: one line naming it, exit status 2 / 1
         use_compilation_cache(cfg.get("jax_cache"))

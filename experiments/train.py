@@ -28,7 +28,7 @@ def main(cfg: DictConfig) -> float:
     logging.getLogger("absl").setLevel(logging.WARNING)  # orbax is chatty at INFO
     if os.environ.get("DHDE_DISTRIBUTED") == "1":
         jax.distributed.initialize()
-    from dhde.cli import cli_errors
+    from dhde.cli.common import cli_errors
     from dhde.training.loop import train_and_evaluate
 
     workdir = HydraConfig.get().runtime.output_dir

@@ -1,4 +1,4 @@
-"""Application entry-point logic (dhde.apps_cli) on tiny images with a random-init model."""
+"""Application entry-point logic (dhde.cli.apps) on tiny images with a random-init model."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-import dhde.inference
-from dhde import apps_cli
-from dhde.model import DefocusModel, ModelConfig, init_model
+import dhde.estimation.inference
+from dhde.cli import apps as apps_cli
+from dhde.model.network import DefocusModel, ModelConfig, init_model
 
 H, W = 64, 80
 #: Cheap estimator settings: one compilation shared by every test of this file.
@@ -106,7 +106,7 @@ def test_estimate_once_then_reuse(tmp_path, model, rng, monkeypatch):
     def no_estimate(*a, **k):
         raise AssertionError("estimate_defocus called although the map is cached")
 
-    monkeypatch.setattr(dhde.inference, "estimate_defocus", no_estimate)
+    monkeypatch.setattr(dhde.estimation.inference, "estimate_defocus", no_estimate)
     unloadable = tmp_path / "not_a_model"  # exists (the config check passes) but cannot be loaded
     unloadable.mkdir()
     expected = {"magnify": ["magnified"], "all_in_focus": ["all_in_focus"],
@@ -131,7 +131,7 @@ def test_estimate_once_then_reuse(tmp_path, model, rng, monkeypatch):
 
 
 def test_map_cached_in_out_dir_is_reused(tmp_path, rng, monkeypatch):
-    monkeypatch.setattr(dhde.inference, "estimate_defocus",
+    monkeypatch.setattr(dhde.estimation.inference, "estimate_defocus",
                         lambda *a, **k: (_ for _ in ()).throw(AssertionError("recomputed")))
     src = _save(tmp_path / "p.png", _scene(rng))
     (tmp_path / "out").mkdir()
@@ -257,14 +257,14 @@ def test_compilation_cache(tmp_path):
     import subprocess
     import sys
 
-    from dhde.cli import use_compilation_cache
+    from dhde.cli.common import use_compilation_cache
 
     assert use_compilation_cache(None) is None and use_compilation_cache("") is None
     blocker = tmp_path / "file"
     blocker.write_text("x")
     assert use_compilation_cache(blocker / "cache") is None  # cannot create: warns, stays off
     # turning it on changes the process's JAX config, so check that in a separate process
-    code = ("import jax; from dhde.cli import use_compilation_cache as u; p = u(%r); "
+    code = ("import jax; from dhde.cli.common import use_compilation_cache as u; p = u(%r); "
             "assert p.is_dir() and jax.config.jax_compilation_cache_dir == str(p), p" % str(tmp_path / "c"))
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr

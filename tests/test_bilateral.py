@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dhde import bilateral
-from dhde.bilateral import probability_joint_bilateral_filter as pjbf
+from dhde.filters import bilateral
+from dhde.filters.bilateral import probability_joint_bilateral_filter as pjbf
 from dhde.labels import SIGMAS
 
 

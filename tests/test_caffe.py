@@ -1,4 +1,4 @@
-"""Tests of dhde.caffe: the protobuf reader (on files written here), the importer and the forward pass.
+"""Tests of dhde.model.caffe: the protobuf reader (on files written here), the importer and the forward pass.
 
 The independent references are a tiny protobuf *writer* and a brute-force NumPy implementation of
 the Caffe network in Caffe's own conventions (NCHW, (out, in, kh, kw) weights, ceil-mode pooling),
@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dhde.caffe import (RELEASED_LAYERS, RELEASED_PARAM_COUNT, ImportedModel, _conv_relu, _imported_forward,
+from dhde.model.caffe import (RELEASED_LAYERS, RELEASED_PARAM_COUNT, ImportedModel, _conv_relu, _imported_forward,
                         import_caffe_model, imported_forward, matlab_uint8, read_caffemodel,
                         read_caffemodel_layers)
 

@@ -2,9 +2,9 @@
 
 import numpy as np
 
-from dhde.caffe import import_caffe_model
+from dhde.model.caffe import import_caffe_model
 from dhde.data.defocus_patches import image_examples
-from dhde.image import load_image
+from dhde.io.image import load_image
 from dhde.training.loop import hand_features
 from dhde.training.metrics import classification_metrics
 

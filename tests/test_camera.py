@@ -162,7 +162,7 @@ def test_disk_patches_equal_whole_image_blur_inside(rng):
     import jax.numpy as jnp
 
     from dhde.data.defocus_patches import _disk_patches
-    from dhde.patches import extract_patches
+    from dhde.filters.patches import extract_patches
 
     img = rng.random((60, 70, 3)).astype(np.float32)
     coords = np.array([[20, 25], [30, 40], [16, 54]], np.int32)  # 29x29 patches inside

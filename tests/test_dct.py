@@ -11,7 +11,7 @@ from skimage import data
 
 from dhde.features import dct as D
 from dhde.features.dct import dct_band_membership, dct_feature, dct_matrix, dct_size
-from dhde.patches import extract_patches
+from dhde.filters.patches import extract_patches
 
 
 def _feature_reference(patch: np.ndarray, n_bins: int) -> np.ndarray:

@@ -11,7 +11,7 @@ from skimage import data
 
 from dhde.applications import _spectral, all_in_focus, shrink
 from dhde.applications.deblur import _all_in_focus_impl, _betas
-from dhde.gaussian import gaussian_blur, gaussian_kernel1d
+from dhde.filters.gaussian import gaussian_blur, gaussian_kernel1d
 
 
 # ---------------------------------------------------------------- DCT-domain operators

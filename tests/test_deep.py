@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from jax import lax
 
-from dhde.features import deep as D
+from dhde.model import cnn as D
 
 
 def _params(seed=0):

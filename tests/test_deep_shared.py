@@ -6,12 +6,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dhde import classify
-from dhde.classify import classify_edges
-from dhde.features import deep, deep_shared
-from dhde.features.deep import DeepFeature
-from dhde.model import ModelConfig, init_model
-from dhde.patches import extract_patches, pad_small_to_large
+from dhde.estimation import classify
+from dhde.estimation.classify import classify_edges
+from dhde.model import cnn as deep
+from dhde.model import cnn_shared as deep_shared
+from dhde.model.cnn import DeepFeature
+from dhde.model.network import ModelConfig, init_model
+from dhde.filters.patches import extract_patches, pad_small_to_large
 
 
 @pytest.fixture(scope="module")

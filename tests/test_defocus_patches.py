@@ -14,8 +14,8 @@ from PIL import Image
 
 from dhde.data.defocus_patches import BLUR_RADIUS, build, make_config
 from dhde.data.sources import SKIMAGE_SPLITS, SPLITS, split_of
-from dhde.edges import TRAINING_THRESHOLDS, scale_map
-from dhde.image import load_image, save_image, value_channel
+from dhde.filters.edges import TRAINING_THRESHOLDS, scale_map
+from dhde.io.image import load_image, save_image, value_channel
 from dhde.labels import NUM_LABELS, SIGMAS
 
 CROPS = {"train": "astronaut", "validation": "coffee", "test": "chelsea"}

@@ -10,7 +10,7 @@ from scipy import ndimage
 
 from dhde.applications import point_cloud, pseudo_depth, save_depth_png, save_point_cloud_ply
 from dhde.applications.depth import _pseudo_depth_impl
-from dhde.gaussian import gaussian_kernel1d
+from dhde.filters.gaussian import gaussian_kernel1d
 
 
 def _ref_depth(d):

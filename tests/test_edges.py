@@ -1,4 +1,4 @@
-"""Tests for dhde.edges: MATLAB-style Canny and the two-scale edge map.
+"""Tests for dhde.filters.edges: MATLAB-style Canny and the two-scale edge map.
 
 References written here:
 - ``_matlab_canny_np``: an independent NumPy/SciPy transcription of MATLAB ``edge(I,'canny')``
@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from dhde import edges
+from dhde.filters import edges
 
 SQRT2 = math.sqrt(2.0)
 SMALL = (16, 24)  # one small shape for the jit/eager and degenerate-image tests (few compiles)
@@ -229,7 +229,7 @@ def test_hysteresis_long_snake():
 def test_jit_equals_eager(photos):
     """Eager run of this module's code (magnitude, NMS, hysteresis, scale combination).
 
-    The separable filtering is ``dhde.gaussian.convolve1d_replicate`` (tested there); running it
+    The separable filtering is ``dhde.filters.gaussian.convolve1d_replicate`` (tested there); running it
     eagerly costs one compilation per shifted slice, so its jitted output is the common input.
     """
     img = photos["camera"][100 : 100 + SMALL[0], 100 : 100 + SMALL[1]]

@@ -8,8 +8,8 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from dhde.evaluation.error_budget import sigma_error_budget
-from dhde.inference import EstimateOptions
-from dhde.matting import assemble_matting_laplacian
+from dhde.estimation.inference import EstimateOptions
+from dhde.propagation.matting import assemble_matting_laplacian
 
 
 class _Result(NamedTuple):

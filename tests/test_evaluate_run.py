@@ -14,7 +14,7 @@ from PIL import Image
 from scipy import ndimage
 
 from dhde.evaluation import run
-from dhde.model import DefocusModel, ModelConfig, init_model
+from dhde.model.network import DefocusModel, ModelConfig, init_model
 
 H, W = 64, 80
 OPTIONS = {"preconditioner": "jacobi", "maxiter": 20, "chunk": 256}

@@ -19,7 +19,7 @@ from dhde.features.gradient import (
     gradient_magnitude,
     gradient_patches,
 )
-from dhde.patches import extract_patches
+from dhde.filters.patches import extract_patches
 
 
 def _camera(h: int = 48, w: int = 64) -> np.ndarray:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dhde.image import load_image, save_image, value_channel
+from dhde.io.image import load_image, save_image, value_channel
 
 
 def _rgb(h=40, w=50, seed=0):
@@ -36,7 +36,7 @@ def test_png8_roundtrip(tmp_path):
 
 def test_png16_grey_and_rgb(tmp_path):
     g = np.random.default_rng(1).integers(0, 65536, (40, 50), dtype=np.uint16)
-    from dhde.image import grey16_image
+    from dhde.io.image import grey16_image
 
     grey16_image(g).save(tmp_path / "g16.png")
     out = load_image(tmp_path / "g16.png")

@@ -5,11 +5,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dhde.classify import classify_edges
+from dhde.estimation.classify import classify_edges
 from dhde.features.extract import extract_features
-from dhde.inference import EstimateOptions, estimate_core, estimate_defocus, estimate_defocus_batch
+from dhde.estimation.inference import EstimateOptions, estimate_core, estimate_defocus, estimate_defocus_batch
 from dhde.labels import SIGMAS
-from dhde.model import ModelConfig, init_model
+from dhde.model.network import ModelConfig, init_model
 
 FAST = dict(preconditioner="jacobi", maxiter=300, chunk=256)
 
@@ -34,7 +34,7 @@ def test_classify_matches_feature_batch(model):
     f = extract_features(img, model.config)
     ok = np.flatnonzero(np.asarray(f.valid))
     ref = np.asarray(model.probabilities(f.hand[ok], f.cnn[ok]))
-    from dhde.inference import _scale_map_jit, DEFAULT_SIGMA
+    from dhde.estimation.inference import _scale_map_jit, DEFAULT_SIGMA
 
     scales = _scale_map_jit(jnp.max(jnp.asarray(img), -1), jnp.asarray(EstimateOptions().thresholds), DEFAULT_SIGMA)
     probs = np.asarray(jax.jit(classify_edges, static_argnums=3)(jnp.asarray(img), scales, model, 64))
@@ -106,7 +106,7 @@ def test_random_seed_points_fill_flat_regions(model):
 
 
 def test_weighted_median_option_post_filters_the_propagated_map(model):
-    from dhde.weighted_median import joint_weighted_median
+    from dhde.filters.weighted_median import joint_weighted_median
 
     img = _scene(3)
     plain = estimate_defocus(img, model, **FAST)

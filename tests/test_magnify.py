@@ -8,7 +8,7 @@ from scipy import ndimage
 
 from dhde.applications import magnify_blur
 from dhde.applications.magnify import _magnify_impl
-from dhde.gaussian import gaussian_blur
+from dhde.filters.gaussian import gaussian_blur
 
 
 H, W = 40, 96  # one shape for (almost) all tests: one compilation

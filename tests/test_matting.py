@@ -1,4 +1,4 @@
-"""Tests of dhde.matting: float32 stencil vs float64 sparse reference vs a brute-force loop."""
+"""Tests of dhde.propagation.matting: float32 stencil vs float64 sparse reference vs a brute-force loop."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dhde import matting
-from dhde.matting import (
+from dhde.propagation import matting
+from dhde.propagation.matting import (
     STENCIL_OFFSETS,
     assemble_matting_laplacian,
     coefficients_to_sparse,

@@ -7,10 +7,20 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dhde import bilateral, matting, propagation, pyramid, rolling_guidance, sparse_map
-from dhde.classify import classify_edges
-from dhde.edges import DEFAULT_SIGMA, _scale_map_jit
-from dhde.inference import (
+from dhde.filters import bilateral
+
+from dhde.propagation import matting
+
+from dhde.propagation import solver as propagation
+
+from dhde.estimation import pyramid
+
+from dhde.filters import rolling_guidance
+
+from dhde.estimation import sparse_map
+from dhde.estimation.classify import classify_edges
+from dhde.filters.edges import DEFAULT_SIGMA, _scale_map_jit
+from dhde.estimation.inference import (
     EstimateOptions,
     blur_probability,
     effective_levels,
@@ -20,7 +30,7 @@ from dhde.inference import (
     point_exceedance,
 )
 from dhde.labels import NUM_LABELS, SIGMA_MAX, SIGMA_MIN, SIGMAS
-from dhde.model import ModelConfig, init_model
+from dhde.model.network import ModelConfig, init_model
 
 FAST = dict(preconditioner="jacobi", maxiter=300, chunk=256)
 

@@ -10,7 +10,7 @@ import pytest
 from dhde.features.pipeline import (
     NORMALIZE_FLOOR, cnn_input, context_features, normalize_context, patch_bins, scale_features,
 )
-from dhde.model import ModelConfig
+from dhde.model.network import ModelConfig
 
 
 def _ref(ctx, floor=NORMALIZE_FLOOR, over="value"):
@@ -93,8 +93,8 @@ def test_model_option_reaches_both_paths(rng):
 
 
 def test_normalized_model_classifies_without_shared_layer(rng):
-    from dhde.classify import classify_edges
-    from dhde.model import init_model
+    from dhde.estimation.classify import classify_edges
+    from dhde.model.network import init_model
 
     model = init_model(ModelConfig(normalize="patch"), jax.random.key(0))
     img = jnp.asarray(rng.random((40, 44, 3)).astype(np.float32))

@@ -1,4 +1,4 @@
-"""Tests for dhde.patches: capacity buckets, edge coordinates, patch extraction, padding."""
+"""Tests for dhde.filters.patches: capacity buckets, edge coordinates, patch extraction, padding."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dhde import patches as P
-from dhde.patches import (
+from dhde.filters import patches as P
+from dhde.filters.patches import (
     LARGE,
     SMALL,
     capacity_for,

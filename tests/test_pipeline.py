@@ -8,8 +8,8 @@ import scipy.fft
 
 from dhde.features.extract import edge_features, extract_features, prepare_scales
 from dhde.features.pipeline import context_cnn, context_hand, scale_features
-from dhde.model import ModelConfig
-from dhde.patches import CONTEXT, extract_patches
+from dhde.model.network import ModelConfig
+from dhde.filters.patches import CONTEXT, extract_patches
 
 
 def _ref_bins(gray, r, c, w, n):

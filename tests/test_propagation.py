@@ -1,4 +1,4 @@
-"""Tests of dhde.propagation: CG solves vs a float64 direct solve, multigrid properties."""
+"""Tests of dhde.propagation.solver: CG solves vs a float64 direct solve, multigrid properties."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ import pytest
 import scipy.sparse as sp
 import scipy.sparse.linalg as spl
 
-from dhde import matting
-from dhde import propagation as prop
-from dhde.matting import assemble_matting_laplacian, coefficients_to_sparse, matting_laplacian_coefficients
-from dhde.propagation import build_multigrid, level_shapes, propagate
+from dhde.propagation import matting
+from dhde.propagation import solver as prop
+from dhde.propagation.matting import assemble_matting_laplacian, coefficients_to_sparse, matting_laplacian_coefficients
+from dhde.propagation.solver import build_multigrid, level_shapes, propagate
 
 H, W = 24, 20  # two multigrid levels: 24x20 -> 12x10 (dense); one compilation per configuration
 

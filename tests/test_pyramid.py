@@ -1,4 +1,4 @@
-"""dhde.pyramid: the known pre-blur (verified on synthetic edges), downscaling against NumPy,
+"""dhde.estimation.pyramid: the known pre-blur (verified on synthetic edges), downscaling against NumPy,
 sigma conversion, level counts, the level merge against a brute-force loop, jit == eager."""
 
 import math
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from scipy.special import erf
 
-from dhde import pyramid
-from dhde.edges import DEFAULT_SIGMA, _scale_map_jit
+from dhde.estimation import pyramid
+from dhde.filters.edges import DEFAULT_SIGMA, _scale_map_jit
 from dhde.labels import NUM_LABELS, SIGMAS
 
 

@@ -22,14 +22,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import dhde.inference
-from dhde import apps_cli, atomic, cli
-from dhde.config_check import ConfigError
-from dhde.edges import CONTRAST_FLOOR, max_gradient, scale_map
-from dhde.image import IMAGE_SUFFIXES, load_image
-from dhde.inference import DefocusResult, estimate_defocus
-from dhde.model import DefocusModel, ModelConfig, init_model
-from dhde.model_io import CHECKSUM_KEY, DEFAULT_MODEL_DIR, load_model, save_model, tree_sha256
+import dhde.estimation.inference
+from dhde.cli import apps as apps_cli
+from dhde.io import atomic
+from dhde.cli import common as cli
+from dhde.config.check import ConfigError
+from dhde.filters.edges import CONTRAST_FLOOR, max_gradient, scale_map
+from dhde.io.image import IMAGE_SUFFIXES, load_image
+from dhde.estimation.inference import DefocusResult, estimate_defocus
+from dhde.model.network import DefocusModel, ModelConfig, init_model
+from dhde.model.io import CHECKSUM_KEY, DEFAULT_MODEL_DIR, load_model, save_model, tree_sha256
 
 ROOT = Path(__file__).resolve().parents[1]
 H, W = 40, 48
@@ -69,7 +71,7 @@ def fake_estimate(image, model=None, *, options=None, size_multiple=1, seed=0, *
 @pytest.fixture
 def fake(monkeypatch):
     """The estimator and the model loader replaced by cheap fakes."""
-    monkeypatch.setattr(dhde.inference, "estimate_defocus", fake_estimate)
+    monkeypatch.setattr(dhde.estimation.inference, "estimate_defocus", fake_estimate)
     monkeypatch.setattr(cli, "resolve_model", lambda spec: None)
     monkeypatch.setattr(apps_cli, "resolve_model", lambda spec: None)
 
@@ -132,7 +134,7 @@ def test_applications_find_exactly_the_map_of_their_image(tmp_path, fake, monkey
     folder = _names_folder(tmp_path)
     maps = tmp_path / "maps"
     cli.run_estimate(_cfg(input=str(folder)), maps)
-    monkeypatch.setattr(dhde.inference, "estimate_defocus", _no_estimate)  # every map is reused
+    monkeypatch.setattr(dhde.estimation.inference, "estimate_defocus", _no_estimate)  # every map is reused
     out = tmp_path / "magnify"
     assert apps_cli.run_app("magnify", _cfg(input=str(folder), estimate_dir=str(maps)), out) == 0
     images = json.loads((out / "summary.json").read_text())["images"]
@@ -144,7 +146,7 @@ def test_applications_find_exactly_the_map_of_their_image(tmp_path, fake, monkey
 
 @pytest.mark.parametrize("names", [("a/photo.png", "b/photo.png"), ("a/Photo.png", "b/photo.png")])
 def test_colliding_inputs_of_a_list_are_refused_before_any_work(tmp_path, fake, monkeypatch, names):
-    monkeypatch.setattr(dhde.inference, "estimate_defocus", _no_estimate)
+    monkeypatch.setattr(dhde.estimation.inference, "estimate_defocus", _no_estimate)
     files = [str(_save(tmp_path / n, _img(k))) for k, n in enumerate(names)]
     with pytest.raises(ConfigError, match="would write the same output files"):
         cli.run_estimate(_cfg(input=files), tmp_path / "out")
@@ -178,7 +180,7 @@ def test_colliding_inputs_of_a_list_are_refused_before_any_work(tmp_path, fake, 
     ({"jax_cache": 5}, "jax_cache must be a non-empty string"),
 ])
 def test_bad_estimate_config_fails_before_any_image(tmp_path, monkeypatch, kw, match):
-    monkeypatch.setattr(dhde.inference, "estimate_defocus", _no_estimate)
+    monkeypatch.setattr(dhde.estimation.inference, "estimate_defocus", _no_estimate)
     monkeypatch.setattr(cli, "resolve_model", lambda spec: (_ for _ in ()).throw(AssertionError("model loaded")))
     _save(tmp_path / "in" / "a.png", _img(0))
     (tmp_path / "notes.txt").write_text("not an image")
@@ -374,7 +376,7 @@ def test_damaged_caffe_weights_are_refused(tmp_path, value, match):
     sys.path.insert(0, str(ROOT / "tests"))
     from test_caffe import _random_weights, _write_model
 
-    from dhde.caffe import import_caffe_model
+    from dhde.model.caffe import import_caffe_model
 
     w = _random_weights(np.random.default_rng(0))
     w["fc1"][0][:8, :128] = value  # a damaged region of 1,024 values
@@ -517,7 +519,7 @@ def test_fewer_seeds_than_asked_are_reported(monkeypatch, tiny_model):
         mask[2, 2] = mask[3, 30] = True  # two seeds placed, off the edges
         return res._replace(mask=mask)
 
-    monkeypatch.setattr(dhde.inference, "estimate_core", core)
+    monkeypatch.setattr(dhde.estimation.inference, "estimate_core", core)
     with pytest.warns(UserWarning, match="options.seeds=200 asked but 2 seed points placed"):
         estimate_defocus(_img(0), tiny_model, seeds=200)
     with warnings.catch_warnings():

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import scipy.ndimage as ndi
 
-from dhde import rolling_guidance as rgf_mod
-from dhde.rolling_guidance import joint_bilateral_filter, rolling_guidance_filter
+from dhde.filters import rolling_guidance as rgf_mod
+from dhde.filters.rolling_guidance import joint_bilateral_filter, rolling_guidance_filter
 
 
 def _jbf_reference(image, guide, sigma_s, sigma_r, radius, per_channel):

@@ -178,7 +178,7 @@ def test_iter_source_joins_and_validates(tmp_path, rng):
 
 
 def test_check_installed_and_config_check(tmp_path):
-    from dhde.config_check import ConfigError
+    from dhde.config.check import ConfigError
     from dhde.training.config import check_data_config
 
     with pytest.raises(ValueError, match="apt-get install -y mate-backgrounds"):

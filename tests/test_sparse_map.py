@@ -7,9 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dhde import sparse_map as sm
+from dhde.estimation import sparse_map as sm
 from dhde.labels import NUM_LABELS, SIGMAS
-from dhde.sparse_map import SEED_CONFIDENCE, add_seed_points, random_seed_points, sparse_defocus_map
+from dhde.estimation.sparse_map import SEED_CONFIDENCE, add_seed_points, random_seed_points, sparse_defocus_map
 
 SHAPE = (20, 24)
 

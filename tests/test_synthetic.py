@@ -9,7 +9,7 @@ import pytest
 from scipy import ndimage
 
 from dhde.evaluation import synthetic as S
-from dhde.gaussian import gaussian_blur, gaussian_kernel1d
+from dhde.filters.gaussian import gaussian_blur, gaussian_kernel1d
 
 
 # One image shape for most tests, so that the jitted renderer compiles only a few times.
@@ -106,7 +106,7 @@ def test_jit_equals_eager_and_no_recompilation(rng):
     out_again = np.asarray(S.render_defocus(img * 0.5, sigma[::-1].copy(), levels=(0.5, 1.0)))
     assert S._render._cache_size() == size
     assert out_again.shape == out.shape
-    # the traced body run op by op (inner dhde.gaussian helpers stay jitted: cheap to dispatch)
+    # the traced body run op by op (inner dhde.filters.gaussian helpers stay jitted: cheap to dispatch)
     eager = np.asarray(S._render.__wrapped__(jnp.asarray(img), jnp.asarray(sigma), (0.5, 1.0)))
     np.testing.assert_allclose(out, eager, atol=2e-6)
 

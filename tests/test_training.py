@@ -23,8 +23,8 @@ import orbax.checkpoint as ocp
 import pytest
 
 from dhde.labels import NUM_LABELS, SIGMAS
-from dhde.model import DefocusModel, DefocusNet, ModelConfig, init_model
-from dhde.model_io import load_model, save_model
+from dhde.model.network import DefocusModel, DefocusNet, ModelConfig, init_model
+from dhde.model.io import load_model, save_model
 from dhde.training import loop
 from dhde.training.checkpoints import CheckpointMismatchError
 from dhde.training.loop import NonFiniteLossError, batch_indices, hand_features, train_and_evaluate
@@ -191,7 +191,7 @@ import numpy as np
 import jax
 import orbax.checkpoint as ocp
 from pathlib import Path
-from dhde.model import DefocusNet, ModelConfig, init_model
+from dhde.model.network import DefocusNet, ModelConfig, init_model
 from dhde.training.loop import hand_features, train_and_evaluate
 from dhde.training.optim import make_optimizer
 from dhde.training.step import compile_steps, data_mesh, init_state, put_batch, replicated
@@ -484,7 +484,7 @@ def test_nan_after_restore_names_the_restored_step(tmp_path, splits, killed_run)
 def test_bad_config_fails_before_any_data(tmp_path, monkeypatch, key, value, match):
     """Issue 13 case 2: train.steps=-5 saved an untrained model; eval_every=0 / batch_size=0
     failed with ZeroDivisionError after the data had loaded."""
-    from dhde.config_check import ConfigError
+    from dhde.config.check import ConfigError
 
     monkeypatch.setattr(loop, "load_splits", lambda cfg: (_ for _ in ()).throw(AssertionError("data loaded")))
     cfg = _cfg()
@@ -623,7 +623,7 @@ def test_best_step_is_the_highest_validation_accuracy(tmp_path):
 
 def test_full_disk_leaves_whole_history_lines(tmp_path):
     """Issue 13 case 7 for the training log: a line cut by a full disk is removed again."""
-    from dhde.atomic import DiskFullError
+    from dhde.io.atomic import DiskFullError
 
     class FullAfter:
         def __init__(self, f, budget):
@@ -665,7 +665,7 @@ def test_deep_activity_finds_a_dead_cnn(splits):
     params = init_model(cfg, jax.random.key(0)).params
     alive = loop.deep_activity(params, splits["validation"], cfg)
     # reference: the per-patch network on the same inputs, units that fire on any patch
-    from dhde.features.deep import DeepFeature
+    from dhde.model.cnn import DeepFeature
     from dhde.features.pipeline import context_cnn
     v = splits["validation"]
     cnn = context_cnn(jnp.asarray(v["patch"], jnp.float32) / 255, jnp.asarray(v["scale"]) == 2, cfg)

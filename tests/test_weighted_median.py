@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dhde.weighted_median import joint_weighted_median
+from dhde.filters.weighted_median import joint_weighted_median
 
 
 def _reference(x, g, radius, sigma_r, iterations):
@@ -67,7 +67,7 @@ def test_jit_eager_vmap_and_no_recompile():
     for k in range(2):
         np.testing.assert_allclose(np.asarray(batched[k]),
                                    np.asarray(joint_weighted_median(xs[k], gs[k], 2, 0.3, 2, band=4)), atol=1e-6)
-    from dhde import weighted_median as wm
+    from dhde.filters import weighted_median as wm
 
     joint_weighted_median(x + 0.1, g, 2, 0.3, 2, band=4)
     n = wm._weighted_median._cache_size()

@@ -30,7 +30,7 @@ def check_image(image: Any, fn: str, name: str = "image") -> Any:
     if not np.issubdtype(arr.dtype, np.floating):
         raise TypeError(
             f"{fn}: {name} must be a float array in [0, 1], got dtype {arr.dtype} "
-            "(dhde.image.load_image converts uint8/uint16 images)"
+            "(dhde.io.image.load_image converts uint8/uint16 images)"
         )
     if arr.ndim != 3 or arr.shape[-1] != 3:
         raise ValueError(f"{fn}: {name} must have shape (H, W, 3), got {tuple(arr.shape)}")

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 
 #: Up to this sigma the eigenvalues come from the sampled kernel truncated at ceil(4 sigma)
-#: (exactly :func:`dhde.gaussian.gaussian_kernel1d`); above it from the Poisson-summed
+#: (exactly :func:`dhde.filters.gaussian.gaussian_kernel1d`); above it from the Poisson-summed
 #: spectrum of the untruncated sampled Gaussian (differences below 1e-4).
 _TAP_SIGMA_MAX = 2.0
 _TAPS = 8  # ceil(4 * _TAP_SIGMA_MAX)

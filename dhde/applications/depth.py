@@ -16,10 +16,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dhde import atomic
+from dhde.io import atomic
 from dhde.applications import _spectral
 from dhde.applications._checks import check_image, check_int, check_map, check_scalar
-from dhde.image import save_image
+from dhde.io.image import save_image
 
 PathLike = Union[str, os.PathLike]
 

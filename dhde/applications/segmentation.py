@@ -252,6 +252,6 @@ def tau_sweep_figure(
         ax = axes.flat[k + 2]
         ax.imshow(np.asarray(overlay_mask(image, m, color=color, alpha=alpha)))
         ax.set_title(f"tau = {float(tau):.3g} ({100.0 * m.mean():.0f}% blurred)", fontsize=9)
-    from dhde import atomic
+    from dhde.io import atomic
 
     return atomic.savefig(path, fig, format="png")

@@ -17,7 +17,7 @@ Install them with::
 
     apt-get install -y opencv-doc plasma-workspace-wallpapers mate-backgrounds gnome-backgrounds
 
-Every file is read through :func:`dhde.image.load_image`; which ones are photographs (and which
+Every file is read through :func:`dhde.io.image.load_image`; which ones are photographs (and which
 regions of them are sharp) is decided by :mod:`dhde.data.screening`, not here. The packages
 ``lomiri-wallpapers*`` and ``ukui-wallpapers`` are refused: dhde keeps them for held-out
 evaluation, so a model must never see them in training.
@@ -30,7 +30,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-#: Image suffixes read from the packages (the same set as ``dhde.image.IMAGE_SUFFIXES`` covers).
+#: Image suffixes read from the packages (the same set as ``dhde.io.image.IMAGE_SUFFIXES`` covers).
 _SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".ppm")
 
 #: Packages reserved for held-out evaluation: never a training source.

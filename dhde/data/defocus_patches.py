@@ -42,11 +42,11 @@ from tqdm.auto import tqdm
 from dhde.data.camera import CameraConfig, camera_patches, disk_radius_for_sigma
 from dhde.data.sources import SPLITS, area_downscale, iter_source, source_entries
 from dhde.data.tfds_compat import InPackageBuilderMixin
-from dhde.edges import TRAINING_THRESHOLDS, scale_map
-from dhde.gaussian import gaussian_blur
-from dhde.image import value_channel
+from dhde.filters.edges import TRAINING_THRESHOLDS, scale_map
+from dhde.filters.gaussian import gaussian_blur
+from dhde.io.image import value_channel
 from dhde.labels import NUM_LABELS, SIGMAS
-from dhde.patches import CONTEXT, extract_patches
+from dhde.filters.patches import CONTEXT, extract_patches
 
 #: Radius of the authors' training blur kernel (27x27).
 BLUR_RADIUS = 13

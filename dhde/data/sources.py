@@ -21,7 +21,7 @@ from typing import Iterator
 
 import numpy as np
 
-from dhde.image import IMAGE_SUFFIXES, load_image
+from dhde.io.image import IMAGE_SUFFIXES, load_image
 
 #: Photographs shipped inside the scikit-image wheel, by split. Only sharp ones: measured with
 #: the authors' released model on the sources themselves, these put their strong edges at
@@ -137,8 +137,8 @@ def screen_candidates(files: list[tuple[str, Path]], downscale: int, seed: int =
     import jax.numpy as jnp
 
     from dhde.data.screening import RULES, image_stats, screen
-    from dhde.edges import TRAINING_THRESHOLDS, scale_map
-    from dhde.image import value_channel
+    from dhde.filters.edges import TRAINING_THRESHOLDS, scale_map
+    from dhde.io.image import value_channel
 
     rules = RULES if rules is None else rules
     entries = []

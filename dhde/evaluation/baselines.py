@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dhde.image import value_channel
+from dhde.io.image import value_channel
 
 #: Side of the averaging window in pixels.
 DEFAULT_WINDOW = 15
@@ -52,7 +52,7 @@ def laplacian_baseline(image, window: int = DEFAULT_WINDOW, eps: float = DEFAULT
     ``scipy.ndimage`` mode ``"reflect"``).
 
     Args:
-      image: (H, W, 3) RGB float in [0, 1] (anything :func:`dhde.image.load_image` accepts as an
+      image: (H, W, 3) RGB float in [0, 1] (anything :func:`dhde.io.image.load_image` accepts as an
         array is fine), H, W >= 3.
       window: odd box side in pixels (default 15).
       eps: > 0, added to the energy before the log.

@@ -38,7 +38,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from dhde.evaluation import metrics, synthetic
-from dhde.image import load_image
+from dhde.io.image import load_image
 from dhde.data.tfds_compat import InPackageBuilderMixin
 
 PathLike = str | os.PathLike

@@ -3,7 +3,7 @@
 The full-map MAE mixes three sources: the classifier's error at the sparse points, the
 propagation's error between them, and pixels so far from any sparse point that the
 propagation has nothing to go on. :func:`sigma_error_budget` separates them for one
-:class:`dhde.inference.DefocusResult`:
+:class:`dhde.estimation.inference.DefocusResult`:
 
 * ``sparse_mae``: MAE of the sparse sigma at the points that carry one (the classifier);
 * ``filtered_mae``: the same after the probability-joint bilateral filter;
@@ -28,10 +28,10 @@ def sigma_error_budget(result, sigma_gt, options, *, far: float = FAR) -> dict[s
     """Error decomposition of one estimate against a ground-truth sigma map.
 
     Args:
-      result: a :class:`dhde.inference.DefocusResult` (``defocus``, ``sparse``, ``filtered``,
+      result: a :class:`dhde.estimation.inference.DefocusResult` (``defocus``, ``sparse``, ``filtered``,
         ``mask``, ``guidance``), of one (H, W) image.
       sigma_gt: (H, W) finite ground-truth sigma in pixels.
-      options: the :class:`dhde.inference.EstimateOptions` the result was made with (gamma,
+      options: the :class:`dhde.estimation.inference.EstimateOptions` the result was made with (gamma,
         eps, tol, maxiter, preconditioner and clip, up to ``inference.output_ceiling``, are
         reused for the oracle solve).
       far: distance in pixels beyond which a pixel counts as far from the sparse points (> 0).
@@ -45,8 +45,8 @@ def sigma_error_budget(result, sigma_gt, options, *, far: float = FAR) -> dict[s
     """
     from scipy import ndimage
 
-    from dhde import propagation
-    from dhde.inference import output_ceiling
+    from dhde.propagation import solver as propagation
+    from dhde.estimation.inference import output_ceiling
     from dhde.labels import SIGMA_MIN
 
     gt = np.asarray(sigma_gt, np.float32)

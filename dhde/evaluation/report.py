@@ -13,7 +13,7 @@ from typing import Mapping
 
 import numpy as np
 
-from dhde import atomic
+from dhde.io import atomic
 from dhde.evaluation import metrics
 
 #: Scalar columns in table order, with their headers; other scalar keys follow alphabetically.

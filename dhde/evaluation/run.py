@@ -21,7 +21,7 @@ Methods are callables ``image (H, W, 3) float32 in [0, 1] -> map (H, W)`` (large
 blurred), or ``-> result`` with a ``.defocus`` map: ``dhde`` (:func:`dhde.estimate_defocus`, its
 whole result, sigma in px; on the sigma data sets it also gets the error budget of
 :mod:`dhde.evaluation.error_budget`: sparse / filtered / oracle / far-from-edge MAE),
-``dhde_prob`` (:func:`dhde.inference.blur_probability` of the same estimate, P(sigma > tau), a
+``dhde_prob`` (:func:`dhde.estimation.inference.blur_probability` of the same estimate, P(sigma > tau), a
 0-1 map; blur detection only) and ``laplacian``
 (:func:`dhde.evaluation.baselines.laplacian_baseline`, a unitless score; for the sigma data sets
 it is read as sigma by min-max rescaling onto a fixed range, default the label range 0.5-2.0 px).
@@ -41,7 +41,7 @@ from typing import Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 
-from dhde import atomic
+from dhde.io import atomic
 from dhde.evaluation import datasets, metrics
 from dhde.evaluation.error_budget import FAR, sigma_error_budget
 from dhde.evaluation.report import side_by_side_panel, write_report
@@ -134,8 +134,8 @@ def make_methods(names: Iterable[str], model=None, options=None, *, size_multipl
     P(sigma > ``blur_tau``) of the same estimate; None = ``inference.DEFAULT_BLUR_TAU``) and
     ``"laplacian"`` (window ``window``). ``dhde`` and ``dhde_prob`` share one estimate per image."""
     from dhde.evaluation.baselines import laplacian_baseline
-    from dhde.inference import DEFAULT_BLUR_TAU, blur_probability, estimate_defocus
-    from dhde.model import DefocusModel
+    from dhde.estimation.inference import DEFAULT_BLUR_TAU, blur_probability, estimate_defocus
+    from dhde.model.network import DefocusModel
 
     last: list = [None, None]  # (image, result) of the latest estimate
 
@@ -365,8 +365,8 @@ def run_evaluation(cfg: Mapping, out_dir) -> dict:
       ``{"<dataset> / <method>": summary metrics}`` (precision / recall arrays included for
       CUHK), as written to ``report.md``.
     """
-    from dhde.apps_cli import LazyModel
-    from dhde.inference import EstimateOptions
+    from dhde.cli.apps import LazyModel
+    from dhde.estimation.inference import EstimateOptions
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

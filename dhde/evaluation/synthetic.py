@@ -1,7 +1,7 @@
 """Synthetic defocus with a known per-pixel sigma: layered spatially varying Gaussian blur.
 
 :func:`render_defocus` blurs a sharp image with a Gaussian whose standard deviation varies per
-pixel: the whole image is blurred once at each of a set of sigma levels (``dhde.gaussian``,
+pixel: the whole image is blurred once at each of a set of sigma levels (``dhde.filters.gaussian``,
 replicate borders) and every output pixel interpolates linearly between the two levels that
 bracket its sigma. A pixel whose sigma equals a level gets exactly that Gaussian blur. It is a
 "gather" model (each output pixel sees the sharp image through its own kernel), with no occlusion
@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dhde.gaussian import convolve1d_replicate, gaussian_kernel1d
+from dhde.filters.gaussian import convolve1d_replicate, gaussian_kernel1d
 from dhde.labels import SIGMA_MIN, SIGMA_STEP
 
 #: Default grid of blur levels: 0.5 + 0.15 k (the 11 label sigmas, extended as needed).
@@ -102,7 +102,7 @@ def render_defocus(sharp, sigma_map, levels: Sequence[float] | None = None) -> j
 
     Returns:
       float32 array of the shape of ``sharp``. Where ``sigma_map`` equals a level the pixel is
-      exactly ``dhde.gaussian.gaussian_blur(sharp, level)``; in between it is the linear
+      exactly ``dhde.filters.gaussian.gaussian_blur(sharp, level)``; in between it is the linear
       interpolation of the two neighbouring levels (error vs a true Gaussian of that sigma is
       small for a 0.15 step).
     """

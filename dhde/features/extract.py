@@ -5,7 +5,7 @@ at the two threshold pairs, the scale map, and for every edge pixel the encoded 
 features plus the CNN input of its patch (large 27x27 on weak edges, small 15x15 on strong ones).
 
 Shapes are static: the number of patches of each scale is rounded up to a bucketed capacity
-(``dhde.patches.capacity_for``), so one compiled function serves every image of a given size and
+(``dhde.filters.patches.capacity_for``), so one compiled function serves every image of a given size and
 every edge count in the same bucket; ``valid`` marks the real rows.
 """
 
@@ -18,10 +18,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dhde.edges import ESTIMATION_THRESHOLDS, scale_map
+from dhde.filters.edges import ESTIMATION_THRESHOLDS, scale_map
 from dhde.features.pipeline import scale_features
-from dhde.image import load_image, value_channel
-from dhde.patches import LARGE, SMALL, capacity_for, edge_coordinates, extract_patches
+from dhde.io.image import load_image, value_channel
+from dhde.filters.patches import LARGE, SMALL, capacity_for, edge_coordinates, extract_patches
 
 
 class EdgeFeatures(NamedTuple):
@@ -54,7 +54,7 @@ def edge_features(image, scales, cap_large: int, cap_small: int, config) -> Edge
       scales: (H, W) int32 scale map (0 none, 1 large, 2 small). For the ``single_scale``
         encoding pass ``scales > 0`` (all large) and ``cap_small = 0``.
       cap_large, cap_small: static capacities (see ``capacity_for``).
-      config: a :class:`dhde.model.ModelConfig` (static).
+      config: a :class:`dhde.model.network.ModelConfig` (static).
     """
     parts = [_one_scale(image, scales, 1, cap_large, False, config)]
     if cap_small:
@@ -86,14 +86,14 @@ def extract_features(image, config=None, thresholds=ESTIMATION_THRESHOLDS) -> Ed
 
     Args:
       image: a path or an array accepted by :func:`dhde.load_image` (validated there).
-      config: a :class:`dhde.model.ModelConfig` (feature set, encoding, gradient, padding);
+      config: a :class:`dhde.model.network.ModelConfig` (feature set, encoding, gradient, padding);
         default ``ModelConfig()`` = B / separate.
       thresholds: the two Canny threshold pairs (fractions of the maximum gradient).
 
     Returns:
       :class:`EdgeFeatures`. An image without edges gives all-invalid rows (``valid`` all False).
     """
-    from dhde.model import ModelConfig
+    from dhde.model.network import ModelConfig
 
     config = ModelConfig() if config is None else config
     img = jnp.asarray(load_image(image))

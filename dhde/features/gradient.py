@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dhde.features.normalize import log_l1_normalize
-from dhde.patches import extract_patches
+from dhde.filters.patches import extract_patches
 
 __all__ = [
     "gradient_magnitude",

@@ -22,7 +22,7 @@ from dhde.features.dct import dct_feature
 from dhde.features.encoding import encode_scale
 from dhde.features.gradient import SOBEL_SCALE, gradient_feature
 from dhde.features.singular_values import singular_value_feature
-from dhde.patches import CONTEXT, LARGE, SMALL, pad_small_to_large
+from dhde.filters.patches import CONTEXT, LARGE, SMALL, pad_small_to_large
 
 #: Number of bins per hand-crafted feature for each patch side (paper 5.3).
 BINS = {LARGE: 25, SMALL: 13}
@@ -206,7 +206,7 @@ def context_hand(rgb_ctx29: jax.Array, is_small: jax.Array, config) -> jax.Array
       rgb_ctx29: (N, 29, 29, 3) float32 in [0, 1], centred on the patch pixel.
       is_small: (N,) bool, True for strong-edge (15x15) patches; ignored (all large) for the
         ``single_scale`` encoding.
-      config: a :class:`dhde.model.ModelConfig`.
+      config: a :class:`dhde.model.network.ModelConfig`.
 
     Returns:
       (N, config.hand_width) float32.
@@ -249,7 +249,7 @@ def scale_features(rgb_ctx: jax.Array, small: bool, config) -> PatchFeatures:
     Args:
       rgb_ctx: (N, 29, 29, 3) for large or (N, 17, 17, 3) for small patches, in [0, 1].
       small: whether these are small (15x15) patches.
-      config: a :class:`dhde.model.ModelConfig`.
+      config: a :class:`dhde.model.network.ModelConfig`.
     """
     n = rgb_ctx.shape[0]
     comps = config.hand_components

@@ -5,7 +5,7 @@ state); the data order is a pure function of (seed, step), so restoring the stat
 continue exactly where a killed run stopped. Restoring takes the target shardings of the *current*
 mesh, so a run saved on 8 devices resumes on 1 and vice versa.
 
-Integrity: every checkpoint carries ``state_sha256`` (:func:`dhde.model_io.tree_sha256` of the
+Integrity: every checkpoint carries ``state_sha256`` (:func:`dhde.model.io.tree_sha256` of the
 state) in orbax's step metadata (``<step>/_CHECKPOINT_METADATA``, ``custom_metadata``).
 :func:`restore` verifies it and that the parameters are finite. :func:`restore_latest` sets a
 corrupt or unreadable latest checkpoint aside (renamed to ``<step>.corrupt``, never deleted)
@@ -24,8 +24,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as cm
 
-from dhde import atomic
-from dhde.model_io import host_array, quiet_closed_loop_noise, tree_sha256
+from dhde.io import atomic
+from dhde.model.io import host_array, quiet_closed_loop_noise, tree_sha256
 
 #: custom_metadata key of the state's content hash.
 CHECKSUM_KEY = "state_sha256"
@@ -113,7 +113,7 @@ def save(mgr: ocp.CheckpointManager, step: int, state, metrics: dict | None = No
     ``state_sha256``.
 
     Raises:
-      dhde.atomic.DiskFullError: no space left (orbax leaves no half-written step behind).
+      dhde.io.atomic.DiskFullError: no space left (orbax leaves no half-written step behind).
     """
     try:
         mgr.save(

@@ -1,7 +1,7 @@
 """Up-front check of a training config (``conf/train.yaml``): every key, before any data is built.
 
 :func:`check_train_config` runs first in :func:`dhde.training.loop.train_and_evaluate`; a bad
-value raises :class:`dhde.config_check.ConfigError` naming its key, e.g.
+value raises :class:`dhde.config.check.ConfigError` naming its key, e.g.
 ``train.steps must be an integer >= 1, got -5`` (before, ``train.steps=-5`` saved an untrained
 model and ``train.eval_every=0`` failed with ZeroDivisionError after the data had loaded).
 """
@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Mapping
 
-from dhde import config_check as cc
-from dhde.config_check import ConfigError
+from dhde.config import check as cc
+from dhde.config.check import ConfigError
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("constant", "inv", "cosine")
@@ -24,7 +24,7 @@ def check_train_config(cfg: Mapping) -> None:
     Raises:
       ConfigError: the first bad value, naming its dotted key.
     """
-    from dhde.model import ModelConfig
+    from dhde.model.network import ModelConfig
 
     if not isinstance(cfg, Mapping):
         raise ConfigError(f"the training config must be a mapping, got {type(cfg).__name__}")

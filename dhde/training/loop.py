@@ -29,11 +29,11 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from dhde import atomic
-from dhde.features.deep import DeepFeature
+from dhde.io import atomic
+from dhde.model.cnn import DeepFeature
 from dhde.features.pipeline import context_cnn, context_hand
-from dhde.model import DefocusModel, DefocusNet, ModelConfig, init_model
-from dhde.model_io import save_model
+from dhde.model.network import DefocusModel, DefocusNet, ModelConfig, init_model
+from dhde.model.io import save_model
 from dhde.training import checkpoints
 from dhde.training.config import check_train_config
 from dhde.training.metrics import classification_metrics, confusion_png, learning_curve_png
@@ -216,12 +216,12 @@ def train_and_evaluate(cfg, workdir: str | Path, splits: dict | None = None) -> 
       splits: optional preloaded ``{"train", "validation", "test"}`` arrays (tests).
 
     Raises:
-      dhde.config_check.ConfigError: a bad config value, before any data is built or loaded.
+      dhde.config.check.ConfigError: a bad config value, before any data is built or loaded.
       dhde.training.checkpoints.CheckpointMismatchError: ``workdir`` holds checkpoints of a
         different configuration. (A corrupt latest checkpoint is set aside with a warning and
         the run resumes from the newest valid one.)
       NonFiniteLossError: the loss or the parameters became NaN / inf.
-      dhde.atomic.DiskFullError: no space left for a checkpoint or an output file.
+      dhde.io.atomic.DiskFullError: no space left for a checkpoint or an output file.
     """
     check_train_config(cfg)
     workdir = Path(workdir).absolute()

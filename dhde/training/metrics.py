@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dhde import atomic
+from dhde.io import atomic
 from dhde.labels import NUM_LABELS, SIGMAS, TOLERANCE
 
 

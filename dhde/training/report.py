@@ -13,7 +13,7 @@ import math
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from dhde import atomic
+from dhde.io import atomic
 from dhde.features.encoding import parse_feature_set
 from dhde.labels import NUM_LABELS
 

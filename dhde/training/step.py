@@ -20,7 +20,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from dhde.features.pipeline import context_cnn
 from dhde.labels import SIGMAS, TOLERANCE
-from dhde.model import DefocusNet, ModelConfig
+from dhde.model.network import DefocusNet, ModelConfig
 from dhde.training.optim import key_path
 
 

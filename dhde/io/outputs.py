@@ -2,7 +2,7 @@
 
 Files for an image ``stem`` in ``out_dir`` (the entry points use the image's name with its
 extension, e.g. ``photo.jpg``, or ``sub/x.png`` for a file in a sub-folder; see
-:func:`dhde.cli.plan_inputs`); every file is written atomically (:mod:`dhde.atomic`):
+:func:`dhde.cli.common.plan_inputs`); every file is written atomically (:mod:`dhde.io.atomic`):
 
     stem_defocus.npy        float32 (H, W), sigma in pixels: the exact result
     stem_defocus16.png      16-bit grey, value = round(sigma * 10000) (1e-4 px units, <= 6.55 px)
@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dhde import atomic
-from dhde.image import grey16_image, save_image
+from dhde.io import atomic
+from dhde.io.image import grey16_image, save_image
 from dhde.labels import SIGMAS
 
 #: 16-bit PNG scale: stored value = sigma * SIGMA_PNG_SCALE.

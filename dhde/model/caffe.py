@@ -292,9 +292,9 @@ class ImportedModel:
     source: str = ""
 
     def to_model(self):
-        """The same network as a :class:`dhde.model.DefocusModel`, usable everywhere in dhde
+        """The same network as a :class:`dhde.model.network.DefocusModel`, usable everywhere in dhde
         (``estimate_defocus(image, model=imported.to_model())``)."""
-        from dhde.model import DefocusModel, ModelConfig
+        from dhde.model.network import DefocusModel, ModelConfig
 
         config = ModelConfig(
             feature_set=self.feature_set, encoding=self.encoding, hand_scale=self.feature_scale,

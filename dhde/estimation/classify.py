@@ -7,7 +7,7 @@ are listed with ``jnp.nonzero(..., size=H*W)`` and a ``lax.while_loop`` classifi
 serves every image of a given size whatever its edge count, and the work stays proportional to
 the real number of patches (plus at most one padded chunk per scale).
 
-The CNN's first layer is shared between patches (:mod:`dhde.features.deep_shared`): large
+The CNN's first layer is shared between patches (:mod:`dhde.model.cnn_shared`): large
 patches read it from dense maps computed once per image (up to ``SHARED_MAX_PIXELS``; larger
 images compute it per patch, to bound memory), replicate-padded small patches compute only
 their 17x17 distinct first-layer positions. Both give the per-patch network's numbers up to
@@ -19,11 +19,11 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from dhde.features import deep_shared
+from dhde.model import cnn_shared as deep_shared
 from dhde.features.pipeline import scale_features
 from dhde.labels import NUM_LABELS
-from dhde.model import DefocusModel
-from dhde.patches import LARGE, SMALL, extract_patches
+from dhde.model.network import DefocusModel
+from dhde.filters.patches import LARGE, SMALL, extract_patches
 
 
 #: Largest image (pixels) whose dense first-layer maps are built (~200 bytes per pixel).

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from dhde.gaussian import convolve1d_replicate
+from dhde.filters.gaussian import convolve1d_replicate
 
 #: Defaults of the authors' code (``RollingGuidanceFilter(I, 1.5, 1.5, 3)``, guidance of paper 4.2).
 SIGMA_S = 1.5

@@ -205,11 +205,11 @@ def save_image(path: Union[str, os.PathLike], image: np.ndarray, *, bits: int = 
     """Writes an (H, W) or (H, W, 3) float image in [0, 1] as an 8- or 16-bit PNG.
 
     Parent directories are created. Values are clipped to [0, 1]. The file is written
-    atomically (:mod:`dhde.atomic`): a failure never leaves a truncated PNG.
+    atomically (:mod:`dhde.io.atomic`): a failure never leaves a truncated PNG.
     """
     from PIL import Image
 
-    from dhde import atomic
+    from dhde.io import atomic
 
     path = Path(path)
     arr = np.clip(np.asarray(image, dtype=np.float64), 0.0, 1.0)

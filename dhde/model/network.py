@@ -16,7 +16,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from dhde.features.deep import DeepFeature
+from dhde.model.cnn import DeepFeature
 from dhde.features.encoding import ENCODINGS, input_width, parse_feature_set
 from dhde.labels import NUM_LABELS
 

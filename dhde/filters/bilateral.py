@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
-from dhde.rolling_guidance import _check_sigma, _is_concrete  # shared validation
+from dhde.filters.rolling_guidance import _check_sigma, _is_concrete  # shared validation
 
 #: Parameters of paper section 5.3 / the authors' code.
 SIGMA_S = 100.0

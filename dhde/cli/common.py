@@ -16,9 +16,11 @@ from typing import Iterator
 import numpy as np
 from tqdm.auto import tqdm
 
-from dhde import atomic, config_check
-from dhde.config_check import ConfigError
-from dhde.image import IMAGE_SUFFIXES
+from dhde.io import atomic
+
+from dhde.config import check as config_check
+from dhde.config.check import ConfigError
+from dhde.io.image import IMAGE_SUFFIXES
 
 _LOG = logging.getLogger("dhde")
 
@@ -113,11 +115,11 @@ def plan_inputs(spec, key: str = "input") -> list[tuple[str, object]]:
     -> ``sub/x.png`` (outputs in ``sub/``). So ``photo.jpg`` and ``photo.png`` never share
     outputs, nor do ``sub/x.png`` and ``sub__x.png``.
 
-    One set of suffixes (:data:`dhde.image.IMAGE_SUFFIXES`) applies to files and folders; hidden
+    One set of suffixes (:data:`dhde.io.image.IMAGE_SUFFIXES`) applies to files and folders; hidden
     files (``.name``) in folders are skipped.
 
     Raises:
-      dhde.config_check.ConfigError: a missing path, a file without an image suffix, a folder
+      dhde.config.check.ConfigError: a missing path, a file without an image suffix, a folder
         without images, an empty list, or two inputs whose names would collide (also when
         they differ only in case, for case-insensitive file systems).
     """
@@ -160,7 +162,7 @@ def iter_inputs(spec) -> Iterator[tuple[str, object]]:
 def check_model_spec(spec, key: str = "model") -> None:
     """Checks a model spec without loading it: None, an existing model folder,
     ``caffe:/path/file.caffemodel`` or a path ending in ``.caffemodel`` that exists."""
-    from dhde.model import DefocusModel
+    from dhde.model.network import DefocusModel
 
     if spec is None or isinstance(spec, DefocusModel):
         return
@@ -176,9 +178,9 @@ def check_model_spec(spec, key: str = "model") -> None:
 
 
 def estimate_options(values, key: str = "options"):
-    """:class:`dhde.inference.EstimateOptions` from a config mapping, every field type-checked
+    """:class:`dhde.estimation.inference.EstimateOptions` from a config mapping, every field type-checked
     (``options.gamma must be a number, got 'abc'``)."""
-    from dhde.inference import EstimateOptions
+    from dhde.estimation.inference import EstimateOptions
 
     return config_check.dataclass_fields(EstimateOptions, values, key, thresholds=config_check.threshold_pairs)
 
@@ -202,8 +204,8 @@ def check_common(cfg: dict) -> dict:
 
 def resolve_model(spec):
     """None -> shipped model; "caffe:/path/model.caffemodel" -> imported; else a model dir."""
-    from dhde.caffe import import_caffe_model
-    from dhde.model_io import load_model
+    from dhde.model.caffe import import_caffe_model
+    from dhde.model.io import load_model
 
     if spec is None:
         return load_model()
@@ -250,7 +252,7 @@ def check_evaluate_config(cfg: dict) -> None:
 
 def record_failure(e: Exception, out: Path, stem: str, source: str, summary: dict) -> None:
     """Called in the ``except`` of one image of a folder run: re-raises a full disk (the run
-    stops, as :class:`dhde.atomic.DiskFullError`), else records and reports the failure so that
+    stops, as :class:`dhde.io.atomic.DiskFullError`), else records and reports the failure so that
     the other images go on (a traceback too for errors other than bad input)."""
     if isinstance(e, atomic.DiskFullError):
         raise e
@@ -306,20 +308,20 @@ def run_estimate(cfg: dict, out_dir) -> int:
     reported (stdout and the run's log file) and the others go on. A full disk stops the run.
 
     Raises:
-      dhde.config_check.ConfigError: a bad config value, before any image is read.
-      dhde.atomic.DiskFullError: no space left; files already written are complete.
+      dhde.config.check.ConfigError: a bad config value, before any image is read.
+      dhde.io.atomic.DiskFullError: no space left; files already written are complete.
     """
     from dhde.applications.segmentation import segment_blur
-    from dhde.image import load_image, save_image
-    from dhde.inference import estimate_defocus
-    from dhde.outputs import write_estimate
+    from dhde.io.image import load_image, save_image
+    from dhde.estimation.inference import estimate_defocus
+    from dhde.io.outputs import write_estimate
 
     alpha = config_check.number(cfg, "alpha", 0.3, lo=0.0, hi=1.0)
     checked = check_common(cfg)
     inputs, opts, size_multiple = checked["inputs"], checked["options"], checked["size_multiple"]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    from dhde.model import DefocusModel
+    from dhde.model.network import DefocusModel
 
     spec = cfg.get("model")
     model = spec if isinstance(spec, DefocusModel) else resolve_model(spec)

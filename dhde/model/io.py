@@ -20,11 +20,11 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from dhde import atomic
-from dhde.model import DefocusModel, ModelConfig, init_model
+from dhde.io import atomic
+from dhde.model.network import DefocusModel, ModelConfig, init_model
 
 #: Where the default model lives inside the installed package.
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "assets" / "default_model"
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "assets" / "default_model"
 #: config.json key of the parameters' content hash.
 CHECKSUM_KEY = "params_sha256"
 

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from dhde.rolling_guidance import _check_image, _check_sigma
+from dhde.filters.rolling_guidance import _check_image, _check_sigma
 
 #: The authors' code: JointWMF(defocus, I_G, 5, 0.25 (on [0, 1]), ..., 3 iterations).
 RADIUS = 5

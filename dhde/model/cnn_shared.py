@@ -1,6 +1,6 @@
 """The deep feature of many patches of one image, with the first layer's work shared.
 
-At inference the CNN (:mod:`dhde.features.deep`) runs on every edge pixel's patch, and most of
+At inference the CNN (:mod:`dhde.model.cnn`) runs on every edge pixel's patch, and most of
 its time goes into the first layer (conv 3x3/25 + ReLU + ceil-mode 3x3 max-pool on 27x27
 patches, 625 positions each). Neighbouring edge pixels' patches overlap almost completely, and
 small patches repeat their border rows, so that work is mostly repeated. Two exact rewrites
@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from dhde.features import deep
+from dhde.model import cnn as deep
 from dhde.features.blocks import map_in_blocks
 
 #: Patch geometry: large side, its radius, conv1 output side, pooled side.

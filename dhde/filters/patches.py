@@ -105,7 +105,7 @@ def edge_coordinates(scales, scale: int, capacity: int) -> EdgeCoordinates:
     """Coordinates of the pixels where ``scales == scale``, padded to a static capacity.
 
     Args:
-      scales: (H, W) integer (or bool) array, e.g. the scale map of ``dhde.edges.scale_map``
+      scales: (H, W) integer (or bool) array, e.g. the scale map of ``dhde.filters.edges.scale_map``
         (0 = no patch, 1 = LARGE, 2 = SMALL).
       scale: the scale value to select (Python int; traced, so all scales share a compilation).
       capacity: static output length C >= 1, normally ``capacity_for(count)``.

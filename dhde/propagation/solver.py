@@ -1,7 +1,7 @@
 """Sparse-to-full defocus propagation with the matting Laplacian (paper Sec. 4.3, Eq. 8).
 
 Solves ``(L + gamma D) x = gamma D b`` where ``L`` is the matting Laplacian of the guidance
-image (:mod:`dhde.matting`), ``D = diag(mask)`` and ``b`` the sparse defocus map, matrix-free
+image (:mod:`dhde.propagation.matting`), ``D = diag(mask)`` and ``b`` the sparse defocus map, matrix-free
 in float32 with preconditioned conjugate gradients (the authors' code uses a direct sparse
 solver).
 
@@ -34,8 +34,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dhde import matting
-from dhde.matting import STENCIL_OFFSETS, _shift
+from dhde.propagation import matting
+from dhde.propagation.matting import STENCIL_OFFSETS, _shift
 
 #: Default data weight (paper Sec. 5.3, the authors' lambda).
 GAMMA = 0.005
@@ -471,7 +471,7 @@ def propagate(
       guide: (H, W, 3) float guidance image, colours nominally in [0, 1]; H, W >= 3.
       gamma: data weight (> 0), default 0.005.
       eps: matting regularisation (> 0), default 1e-5; ``eps_mode`` as in
-        :func:`dhde.matting.matting_laplacian_coefficients` ("code" default, or "paper").
+        :func:`dhde.propagation.matting.matting_laplacian_coefficients` ("code" default, or "paper").
       tol: relative residual tolerance ||b - A x|| <= tol ||b|| of the CG stopping rule.
       maxiter: CG iteration limit.
       preconditioner: "multigrid" (default), "jacobi" or "none".

@@ -7,7 +7,7 @@ shared by several application runs) or in the run's own output folder is loaded 
 estimated, and a newly estimated map is written to ``estimate_dir`` (else the output folder) so
 that the next application finds it.
 
-``stem`` is the image's name from :func:`dhde.cli.plan_inputs`: its file name with the
+``stem`` is the image's name from :func:`dhde.cli.common.plan_inputs`: its file name with the
 extension (``photo.jpg``), or for a folder its relative path (``sub/x.png``), so that
 ``photo.jpg`` and ``photo.png`` never share a map. Every file is written atomically.
 
@@ -32,11 +32,11 @@ from typing import Callable
 
 import numpy as np
 
-from dhde import atomic
-from dhde.cli import check_common, default_input, for_each_image, report, reported_warnings, resolve_model
-from dhde.image import load_image, save_image
+from dhde.io import atomic
+from dhde.cli.common import check_common, default_input, for_each_image, report, reported_warnings, resolve_model
+from dhde.io.image import load_image, save_image
 from dhde.labels import SIGMAS
-from dhde.outputs import colorize
+from dhde.io.outputs import colorize
 
 #: Parameters of each application, with their defaults (keys of the Hydra configs).
 APP_PARAMS: dict[str, dict] = {
@@ -127,9 +127,9 @@ def app_params(app: str, cfg: dict | None = None) -> dict:
 
 
 def as_model(spec):
-    """A :class:`dhde.model.DefocusModel` as is, else :func:`dhde.cli.resolve_model` of the spec
+    """A :class:`dhde.model.network.DefocusModel` as is, else :func:`dhde.cli.common.resolve_model` of the spec
     (None = shipped model, a model dir, ``caffe:/path/model.caffemodel``)."""
-    from dhde.model import DefocusModel
+    from dhde.model.network import DefocusModel
 
     return spec if isinstance(spec, DefocusModel) else resolve_model(spec)
 
@@ -199,7 +199,7 @@ def estimate_or_load(stem: str, image: np.ndarray, out_dir, model, opts=None, *,
       out_dir: the run's output folder.
       model: a DefocusModel, or a zero-argument callable returning one (called only when the
         map must be estimated, e.g. a :class:`LazyModel`).
-      opts: :class:`dhde.inference.EstimateOptions` (None = defaults).
+      opts: :class:`dhde.estimation.inference.EstimateOptions` (None = defaults).
       estimate_dir: folder of earlier ``<stem>_defocus.npy`` files (shared between runs).
       size_multiple: see :func:`dhde.estimate_defocus`.
 
@@ -207,7 +207,7 @@ def estimate_or_load(stem: str, image: np.ndarray, out_dir, model, opts=None, *,
       (defocus float32 (H, W) sigma in pixels, source) with source the path of the reused file,
       or ``"estimated"``.
     """
-    from dhde.inference import estimate_defocus
+    from dhde.estimation.inference import estimate_defocus
 
     shape = tuple(np.shape(image)[:2])
     dirs = [Path(d) for d in (estimate_dir, out_dir) if d is not None]
@@ -215,7 +215,7 @@ def estimate_or_load(stem: str, image: np.ndarray, out_dir, model, opts=None, *,
         cached = d / f"{stem}_defocus.npy"
         if cached.is_file():
             return load_cached_map(cached, shape), str(cached)
-    from dhde.model import DefocusModel
+    from dhde.model.network import DefocusModel
 
     m = model if isinstance(model, DefocusModel) or model is None else model()
     res = estimate_defocus(image, m, options=opts, size_multiple=int(size_multiple))
@@ -300,13 +300,13 @@ def run_app(app: str, cfg: dict, out_dir) -> int:
         ``size_multiple``, ``options`` (:class:`EstimateOptions` fields) and the app's
         parameters (:data:`APP_PARAMS`) at the top level.
       out_dir: output folder (created); ``summary.json`` lists every image, its files or error.
-        Outputs are named after each input's name (:func:`dhde.cli.plan_inputs`: the file name
+        Outputs are named after each input's name (:func:`dhde.cli.common.plan_inputs`: the file name
         with its extension, and a folder's relative path), so each image finds its own map.
 
     Raises:
       ValueError / TypeError: bad app parameters, options, input or model (before any image is
-        read; :class:`dhde.config_check.ConfigError` names the key).
-      dhde.atomic.DiskFullError: no space left; the run stops, files already written are whole.
+        read; :class:`dhde.config.check.ConfigError` names the key).
+      dhde.io.atomic.DiskFullError: no space left; the run stops, files already written are whole.
     """
     params = app_params(app, cfg)
     checked = check_common(cfg)
@@ -429,9 +429,9 @@ def run_gallery(cfg: dict, out_dir) -> list[Path]:
     Returns:
       the paths written (``<out_dir>/<stem>.png``).
     """
-    from dhde import config_check as cc
-    from dhde.cli import check_model_spec, estimate_options
-    from dhde.inference import estimate_defocus
+    from dhde.config import check as cc
+    from dhde.cli.common import check_model_spec, estimate_options
+    from dhde.estimation.inference import estimate_defocus
 
     out = Path(out_dir)
     opts = estimate_options(cfg.get("options"))

@@ -20,8 +20,8 @@ HWIO kernels, same initialisers), so parameters move freely between them and ``n
 ``impl="auto"`` picks "fast" when JAX's default backend is the CPU and "conv" (cuDNN / the
 native convolution) on GPU and TPU, where the im2col path was not tuned.
 
-Inference (``dhde.classify``) does not run this module on every patch: it shares the first
-layer between overlapping patches (:mod:`dhde.features.deep_shared`) and runs only the layers
+Inference (``dhde.estimation.classify``) does not run this module on every patch: it shares the first
+layer between overlapping patches (:mod:`dhde.model.cnn_shared`) and runs only the layers
 after the first pool per patch (``_after_layer1``).
 """
 

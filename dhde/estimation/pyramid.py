@@ -20,7 +20,7 @@ and ``s_k`` is chosen so that ``sigma_pre`` is the same at every level (``pre_bl
 (:func:`to_full_sigma`; verified on synthetic edges in ``tests/test_pyramid.py``).
 
 Everything here is a pure function of static shapes; the estimator that uses it is
-``dhde.inference`` (``EstimateOptions(levels=...)``).
+``dhde.estimation.inference`` (``EstimateOptions(levels=...)``).
 """
 
 from __future__ import annotations
@@ -32,9 +32,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dhde.gaussian import convolve1d_replicate, gaussian_kernel1d
+from dhde.filters.gaussian import convolve1d_replicate, gaussian_kernel1d
 from dhde.labels import NUM_LABELS, SIGMA_MAX, SIGMA_MIN, SIGMAS
-from dhde.patches import LARGE
+from dhde.filters.patches import LARGE
 
 #: Default pre-blur of every coarse level, in that level's pixels (Gaussian std).
 DEFAULT_PRE_BLUR = 0.5
@@ -211,10 +211,10 @@ def _representatives(mask_k, k, shape):
 
 @partial(jax.jit, static_argnames=("sigma",))
 def scale_map_absolute(gray, thresholds, sigma, reference):
-    """The paper's two-scale edge map (``dhde.edges``) with thresholds relative to a given
+    """The paper's two-scale edge map (``dhde.filters.edges``) with thresholds relative to a given
     gradient magnitude ``reference`` (e.g. level 0's maximum) instead of this image's own
     maximum. gray (H, W) float32; thresholds (S, 2) float32; returns int32 (H, W) in 0..S."""
-    from dhde.edges import _hysteresis_impl, _local_maxima, _smooth_gradient_impl
+    from dhde.filters.edges import _hysteresis_impl, _local_maxima, _smooth_gradient_impl
 
     gx, gy = _smooth_gradient_impl(gray, sigma)
     mag = jnp.hypot(gx, gy) / jnp.maximum(reference, 1e-12)
@@ -228,7 +228,7 @@ def scale_map_absolute(gray, thresholds, sigma, reference):
 
 def max_gradient(gray, sigma):
     """Maximum derivative-of-Gaussian gradient magnitude of (H, W) ``gray`` (as Canny's)."""
-    from dhde.edges import _smooth_gradient_impl
+    from dhde.filters.edges import _smooth_gradient_impl
 
     gx, gy = _smooth_gradient_impl(gray, sigma)
     return jnp.max(jnp.hypot(gx, gy))
@@ -259,7 +259,7 @@ def merge_levels(levels: list, shape, *, pre_blur: float, value: str, rule: str 
       levels: list of :class:`LevelPoints`, level 0 first (full resolution) then k = 1, 2, ...
       shape: (H, W) of level 0.
       pre_blur: the coarse levels' pre-blur (level px).
-      value: ``"argmax"`` or ``"mean"`` (see ``dhde.sparse_map.point_sigma``).
+      value: ``"argmax"`` or ``"mean"`` (see ``dhde.estimation.sparse_map.point_sigma``).
       rule: ``"confidence"``: among the unsaturated estimates of a point, the most confident;
         ``"finest"``: the finest unsaturated one; ``"range"``: coarse to fine, start from the
         coarsest estimate and step to the next finer available level while the current estimate
@@ -279,7 +279,7 @@ def merge_levels(levels: list, shape, *, pre_blur: float, value: str, rule: str 
       (sparse float32 full-res sigma px (0 off the points), confidence float32, mask bool,
       probabilities float32 (H, W, 11) of the chosen estimate, level int32 (-1 off the points)).
     """
-    from dhde.sparse_map import point_sigma
+    from dhde.estimation.sparse_map import point_sigma
 
     n = len(levels)
     top, bottom = NUM_LABELS - 1, 0

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dhde.gaussian import convolve1d_replicate
+from dhde.filters.gaussian import convolve1d_replicate
 
 #: Canny [low, high] per scale at estimation time (scale 1 = weak edges, scale 2 = strong edges).
 ESTIMATION_THRESHOLDS = ((0.117, 0.176), (0.234, 0.351))

@@ -2,13 +2,13 @@
 
 ``estimate_defocus(image)`` runs the whole method in one jit-compiled function:
 
-    value channel -> Canny x2 -> scale map                       (paper 3.1, dhde.edges)
-    every edge patch -> features -> classifier, in chunks        (3.2-3.6, 4.1, dhde.classify)
-    sparse map I_S + confidence I_C (+ optional random seeds)    (4.1, section 6, dhde.sparse_map)
-    rolling guidance filter -> I_G                               (4.2, dhde.rolling_guidance)
-    probability-joint bilateral filter -> I_B                    (4.2 Eq. 6, dhde.bilateral)
-    matting Laplacian + multigrid-preconditioned CG -> I_F       (4.3, dhde.matting/propagation)
-    optional joint weighted median post-filter (authors' code)  (dhde.weighted_median)
+    value channel -> Canny x2 -> scale map                       (paper 3.1, dhde.filters.edges)
+    every edge patch -> features -> classifier, in chunks        (3.2-3.6, 4.1, dhde.estimation.classify)
+    sparse map I_S + confidence I_C (+ optional random seeds)    (4.1, section 6, dhde.estimation.sparse_map)
+    rolling guidance filter -> I_G                               (4.2, dhde.filters.rolling_guidance)
+    probability-joint bilateral filter -> I_B                    (4.2 Eq. 6, dhde.filters.bilateral)
+    matting Laplacian + multigrid-preconditioned CG -> I_F       (4.3, dhde.propagation.matting/propagation)
+    optional joint weighted median post-filter (authors' code)  (dhde.filters.weighted_median)
 
 A second image of the same size compiles nothing, whatever its edge count. With
 ``size_multiple > 1`` images are replicate-padded up to a multiple of it (and the results
@@ -27,14 +27,26 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dhde import bilateral, matting, propagation, pyramid, rolling_guidance, sparse_map, weighted_median
-from dhde.classify import classify_edges
-from dhde.edges import CONTRAST_FLOOR, DEFAULT_SIGMA, ESTIMATION_THRESHOLDS, _scale_map_jit, max_gradient
+from dhde.filters import bilateral
+
+from dhde.propagation import matting
+
+from dhde.propagation import solver as propagation
+
+from dhde.estimation import pyramid
+
+from dhde.filters import rolling_guidance
+
+from dhde.estimation import sparse_map
+
+from dhde.filters import weighted_median
+from dhde.estimation.classify import classify_edges
+from dhde.filters.edges import CONTRAST_FLOOR, DEFAULT_SIGMA, ESTIMATION_THRESHOLDS, _scale_map_jit, max_gradient
 from dhde.features.pipeline import scale_features
-from dhde.image import load_image
+from dhde.io.image import load_image
 from dhde.labels import NUM_LABELS, SIGMA_MAX, SIGMA_MIN
-from dhde.model import DefocusModel
-from dhde.patches import LARGE, extract_patches
+from dhde.model.network import DefocusModel
+from dhde.filters.patches import LARGE, extract_patches
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,9 +57,9 @@ class EstimateOptions:
       thresholds: Canny threshold pairs (fractions of the max gradient), weak then strong.
       contrast_floor: an image whose largest smoothed gradient magnitude (value channel,
         intensity per pixel) is below this has no edges ("no edges" error) instead of a map
-        built from its noise; default ``dhde.edges.CONTRAST_FLOOR`` (0.02), 0 = off.
+        built from its noise; default ``dhde.filters.edges.CONTRAST_FLOOR`` (0.02), 0 = off.
       sparse_value: a point's sigma from its class probabilities: "argmax" (paper) or "mean"
-        (expected sigma), see ``dhde.sparse_map.point_sigma``.
+        (expected sigma), see ``dhde.estimation.sparse_map.point_sigma``.
       chunk: patches classified per loop step (memory ~ chunk * 30 kB).
       rgf_sigma_s, rgf_sigma_r, rgf_iterations: rolling guidance filter (4.2).
       rgf_per_channel: filter each channel with its own guidance (authors' code).
@@ -66,7 +78,7 @@ class EstimateOptions:
       median_iterations: passes of the joint weighted median post-filter on the full map
         (authors' code: 3; the paper has none, so 0 = off is the default).
       median_radius, median_sigma_r: its window radius and range sigma on I_G (code: 5, 0.25).
-      levels: pyramid levels (beyond the paper; ``dhde.pyramid``). 1 = the paper: edges and
+      levels: pyramid levels (beyond the paper; ``dhde.estimation.pyramid``). 1 = the paper: edges and
         patches at full resolution only, sigma in [0.5, 2.0]. L > 1: also at the image
         downscaled by 2, 4, ... 2^(L-1), each estimate converted to full-resolution sigma, so
         the map reaches about 2 * 2^(L-1) px (``pyramid.sigma_ceiling``). Levels that would be
@@ -207,7 +219,7 @@ def effective_levels(shape, levels: int) -> int:
 
 def output_ceiling(opts: EstimateOptions, shape=None) -> float:
     """Upper end (px) of the map's range, the ``clip`` bound: 2.0 for one level, else
-    :func:`dhde.pyramid.sigma_ceiling` of the levels used (``shape``: cap them for that image)."""
+    :func:`dhde.estimation.pyramid.sigma_ceiling` of the levels used (``shape``: cap them for that image)."""
     n = opts.levels if shape is None else effective_levels(shape, opts.levels)
     return pyramid.sigma_ceiling(n, opts.pre_blur)
 
@@ -227,7 +239,7 @@ def _seed_level(image_k, model, probs, conf, mask, key, n_seeds, opts):
 
 
 def _multiscale_sparse(image, model, key, opts, n_levels):
-    """Per-level edges and classification, merged at full resolution (``dhde.pyramid``)."""
+    """Per-level edges and classification, merged at full resolution (``dhde.estimation.pyramid``)."""
     thr = jnp.asarray(opts.thresholds, jnp.float32)
     shape = image.shape[:2]
     gray0 = jnp.max(image, axis=-1)
@@ -367,7 +379,7 @@ _DEFAULT_MODEL: list = []
 def default_model() -> DefocusModel:
     """The model shipped with dhde (loaded once per process)."""
     if not _DEFAULT_MODEL:
-        from dhde.model_io import load_model
+        from dhde.model.io import load_model
 
         _DEFAULT_MODEL.append(load_model())
     return _DEFAULT_MODEL[0]
