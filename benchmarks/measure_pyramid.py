@@ -64,8 +64,9 @@ def _datasets(names, downscale):
 
 
 def measure(opts, data, model, taus=(), size_multiple=32):
-    from dhde.evaluation import metrics
-    from dhde.estimation.inference import blur_probability, estimate_defocus
+    from dhde.evaluation import metrics, pr_curves
+    from dhde.estimation.inference import estimate_defocus
+    from dhde.estimation.probability import blur_probability
 
     row, per = {}, {}
     for name, exs in data.items():
@@ -84,7 +85,7 @@ def measure(opts, data, model, taus=(), size_multiple=32):
             gts.append(ex["mask"])
             for t in taus:
                 probs[t].append(np.asarray(blur_probability(res, t, options=opts)))
-        ev = metrics.evaluate_blur_detection(maps, gts)
+        ev = pr_curves.evaluate_blur_detection(maps, gts)
         lit = [metrics.binary_scores(d, g) for d, g in zip(maps, gts)]
         row.update({"acc": ev["accuracy"], "maxF": ev["max_f"], "litMAE": np.mean([x["mae"] for x in lit]),
                     "litF": np.mean([x["f"] for x in lit]), "IoU": np.mean([x["iou"] for x in lit])})
@@ -97,7 +98,7 @@ def measure(opts, data, model, taus=(), size_multiple=32):
         for d, g, ex in zip(maps, gts, exs):
             per[f"cuhk/{ex['name']}"] = metrics.segmentation_accuracy(d, g)
         for t in taus:
-            evp = metrics.evaluate_blur_detection(probs[t], gts)
+            evp = pr_curves.evaluate_blur_detection(probs[t], gts)
             litp = [metrics.binary_scores(d, g) for d, g in zip(probs[t], gts)]
             row[f"P{t:g}:MAE"] = float(np.mean([x["mae"] for x in litp]))
             row[f"P{t:g}:F"] = float(np.mean([x["f"] for x in litp]))

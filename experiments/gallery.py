@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 @hydra.main(config_path="../conf", config_name="gallery", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    from dhde.cli.apps import run_gallery
+    from dhde.cli.gallery import run_gallery
     from dhde.cli.common import cli_errors, use_compilation_cache
 
     with cli_errors():  # a bad config value or a full disk: one line naming it

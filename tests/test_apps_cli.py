@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from scipy import ndimage
 
 import dhde.estimation.inference
 from dhde.cli import apps as apps_cli
+from dhde.cli import gallery as gallery_cli
 from dhde.model.network import DefocusModel, ModelConfig, init_model
 
 H, W = 64, 80
@@ -218,38 +220,38 @@ def test_gallery_figure(tmp_path, rng):
     np.save(maps / "scene_defocus.npy", _smooth_map())
     cfg = {"inputs": [str(src)], "estimate_dir": str(maps), "model": str(maps), "factor": 2.0,  # never loaded
            "width_px": 480, "max_bytes": 2_000, "options": dict(OPTIONS)}
-    (path,) = apps_cli.run_gallery(cfg, tmp_path / "gallery")
+    (path,) = gallery_cli.run_gallery(cfg, tmp_path / "gallery")
     assert path == tmp_path / "gallery" / "scene.png"
     with Image.open(path) as im:
         assert im.size[0] == 480 and im.mode == "P"  # over max_bytes: palette PNG
-    panels = apps_cli.gallery_panels(img, _smooth_map(), factor=2.0)
+    panels = gallery_cli.gallery_panels(img, _smooth_map(), factor=2.0)
     assert set(panels) == {"input", "defocus", "mask", "magnified", "all_in_focus", "depth"}
     assert panels["mask"].dtype == np.bool_ and panels["magnified"].shape == (H, W, 3)
     with pytest.raises(ValueError, match="differ in size"):
-        apps_cli.gallery_panels(img, _smooth_map(H, W - 1))
+        gallery_cli.gallery_panels(img, _smooth_map(H, W - 1))
     with pytest.raises(ValueError, match="NaN"):
-        apps_cli.gallery_panels(img, np.full((H, W), np.nan, np.float32))
+        gallery_cli.gallery_panels(img, np.full((H, W), np.nan, np.float32))
 
 
 def test_gallery_inputs():
-    stem, img, truth = apps_cli.gallery_input("chelsea")
+    stem, img, truth = gallery_cli.gallery_input("chelsea")
     assert stem == "chelsea" and img.dtype == np.float32 and img.shape[2] == 3 and truth is None
     with pytest.raises(ValueError, match="neither a file"):
-        apps_cli.gallery_input("no_such_image")
+        gallery_cli.gallery_input("no_such_image")
 
 
 def test_hydra_configs_compose():
     from hydra import compose, initialize_config_dir
 
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
-        for app, defaults in apps_cli.APP_PARAMS.items():
+        for app, params in apps_cli.APP_CONFIGS.items():
             cfg = compose(app, overrides=["input=x.png"])
             assert cfg.input == "x.png" and "estimate_dir" in cfg and cfg.options.preconditioner
-            assert set(defaults) <= set(cfg), app
+            assert {f.name for f in dataclasses.fields(params)} <= set(cfg), app
             apps_cli.app_params(app, dict(cfg))  # the shipped defaults validate
         g = compose("gallery")
         assert list(g.inputs) == ["stereo_motorcycle", "chelsea"]
-        for name in list(apps_cli.APP_PARAMS) + ["gallery", "estimate", "evaluate"]:
+        for name in list(apps_cli.APPS) + ["gallery", "estimate", "evaluate"]:
             assert compose(name).jax_cache, name  # every entry point has the cache key
 
 

@@ -1,4 +1,5 @@
-"""Tests of dhde.model.caffe: the protobuf reader (on files written here), the importer and the forward pass.
+"""Tests of dhde.model.caffe / caffe_format: the protobuf reader (on files written here), the importer,
+and the imported network (``to_model``) and the reference forward pass (tests/reference).
 
 The independent references are a tiny protobuf *writer* and a brute-force NumPy implementation of
 the Caffe network in Caffe's own conventions (NCHW, (out, in, kh, kw) weights, ceil-mode pooling),
@@ -15,9 +16,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dhde.model.caffe import (RELEASED_LAYERS, RELEASED_PARAM_COUNT, ImportedModel, _conv_relu, _imported_forward,
-                        import_caffe_model, imported_forward, matlab_uint8, read_caffemodel,
-                        read_caffemodel_layers)
+from dhde.model.caffe import RELEASED_LAYERS, RELEASED_PARAM_COUNT, ImportedModel, import_caffe_model
+from dhde.model.caffe_format import read_caffemodel, read_caffemodel_layers
+from reference.caffe_forward import _conv_relu, _imported_forward, imported_forward, matlab_uint8
 
 MODEL = "dhde-original/DHDE_model.caffemodel"
 
@@ -323,6 +324,12 @@ def test_matlab_uint8():
     np.testing.assert_array_equal(np.asarray(matlab_uint8(x)), np.floor(x.astype(np.float64) + 0.5))
 
 
+def _both_forwards(model: ImportedModel, hand, patches) -> list[np.ndarray]:
+    """(N, 11) probabilities of the reference forward and of the dhde model made by ``to_model``."""
+    return [np.asarray(imported_forward(model.params, hand, patches)),
+            np.asarray(model.to_model().probabilities(jnp.asarray(hand), jnp.asarray(patches)))]
+
+
 def test_forward_matches_bruteforce_caffe(tmp_path, rng):
     weights = _random_weights(rng)
     path = tmp_path / "m.caffemodel"
@@ -330,12 +337,12 @@ def test_forward_matches_bruteforce_caffe(tmp_path, rng):
     model = import_caffe_model(path)
     hand, patches = _inputs(rng, 3)
     hand[0, :5] = np.array([0.5, 1.5, 2.5, 3.5, 0.49]) / 255.0  # rounding boundaries
-    probs = np.asarray(model(hand, patches))
-    assert probs.shape == (3, 11) and probs.dtype == np.float32
-    assert probs.max() < 0.99  # the comparison is not a trivial one-hot
-    for n in range(3):
-        hand_u8 = np.floor(hand[n].astype(np.float64) * np.float32(255) + 0.5).clip(0, 255)
-        np.testing.assert_allclose(probs[n], _caffe_net(weights, hand_u8, patches[n]), rtol=1e-4, atol=1e-6)
+    for probs in _both_forwards(model, hand, patches):
+        assert probs.shape == (3, 11) and probs.dtype == np.float32
+        assert probs.max() < 0.99  # the comparison is not a trivial one-hot
+        for n in range(3):
+            hand_u8 = np.floor(hand[n].astype(np.float64) * np.float32(255) + 0.5).clip(0, 255)
+            np.testing.assert_allclose(probs[n], _caffe_net(weights, hand_u8, patches[n]), rtol=1e-4, atol=1e-6)
 
 
 def test_forward_properties(tmp_path, rng):
@@ -418,10 +425,10 @@ def test_released_model(shared_data, tmp_path):
         f = rng.uniform(0.0, 1.0, (2, 25))
         hand[:, 40 * k : 40 * k + 25] = f / f.sum(axis=1, keepdims=True)
         hand[:, 40 * k + 25] = 1.0
-    probs = np.asarray(model(hand, patches))
-    for n in range(2):
-        hand_u8 = np.floor(hand[n].astype(np.float64) * np.float32(255) + 0.5).clip(0, 255)
-        np.testing.assert_allclose(probs[n], _caffe_net(blobs, hand_u8, patches[n]), rtol=1e-4, atol=1e-6)
+    for probs in _both_forwards(model, hand, patches):
+        for n in range(2):
+            hand_u8 = np.floor(hand[n].astype(np.float64) * np.float32(255) + 0.5).clip(0, 255)
+            np.testing.assert_allclose(probs[n], _caffe_net(blobs, hand_u8, patches[n]), rtol=1e-4, atol=1e-6)
     truncated = tmp_path / "truncated.caffemodel"
     truncated.write_bytes(path.read_bytes()[:300_000])
     with pytest.raises(ValueError, match="truncated"):

@@ -161,11 +161,11 @@ def test_jpeg_margin_validated(rng):
 def test_disk_patches_equal_whole_image_blur_inside(rng):
     import jax.numpy as jnp
 
-    from dhde.data.defocus_patches import _disk_patches
+    from dhde.data.patch_sampling import disk_patches
     from dhde.filters.patches import extract_patches
 
     img = rng.random((60, 70, 3)).astype(np.float32)
     coords = np.array([[20, 25], [30, 40], [16, 54]], np.int32)  # 29x29 patches inside
-    a = _disk_patches(jnp.asarray(img), jnp.asarray(coords), 29, 2.2)
+    a = disk_patches(jnp.asarray(img), jnp.asarray(coords), 29, 2.2)
     b = np.asarray(extract_patches(jnp.asarray(disk_blur(img, 2.2)), jnp.asarray(coords), 29))
     np.testing.assert_allclose(a, b, atol=1e-5)

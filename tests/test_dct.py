@@ -12,6 +12,7 @@ from skimage import data
 from dhde.features import dct as D
 from dhde.features.dct import dct_band_membership, dct_feature, dct_matrix, dct_size
 from dhde.filters.patches import extract_patches
+from helpers import assert_jit_matches_eager, jit_and_eager
 
 
 def _feature_reference(patch: np.ndarray, n_bins: int) -> np.ndarray:
@@ -114,18 +115,21 @@ def test_dct_feature_other_sizes_and_zero_patch(rng):
 
 def test_dct_feature_jit_eager_chunk_vmap(rng):
     x = jnp.asarray(rng.random((10, 15, 15)).astype(np.float32))
-    jitted = np.asarray(D._dct_feature(x, 13, None))
-    with jax.disable_jit():
-        eager = np.asarray(D._dct_feature(x, 13, None))
-    np.testing.assert_allclose(jitted, eager, rtol=1e-6, atol=1e-8)
+    jitted = assert_jit_matches_eager(lambda p: D._dct_feature(p, 13, None), x, rtol=1e-6, atol=1e-8)
     chunked = np.asarray(D._dct_feature(x, 13, 4))  # 3 blocks, the last one padded
     np.testing.assert_allclose(chunked, jitted, rtol=1e-6, atol=1e-8)
     loop = np.concatenate([np.asarray(dct_feature(x[i : i + 1], 13)) for i in range(10)])
     np.testing.assert_allclose(np.asarray(dct_feature(x, 13)), loop, rtol=1e-5, atol=1e-8)
     vm = jax.vmap(lambda p: dct_feature(p[None], 13)[0])(x)
     np.testing.assert_allclose(np.asarray(vm), loop, rtol=1e-5, atol=1e-8)
-    # inside a user's jit (the finiteness check is skipped for tracers)
-    np.testing.assert_allclose(np.asarray(jax.jit(lambda p: dct_feature(p, 13))(x)), loop, rtol=1e-5)
+
+
+@jit_and_eager
+def test_dct_feature_in_user_jit_and_eagerly(rng, transform):
+    """Inside a user's jit (the finiteness check is skipped for tracers) and op by op."""
+    x = jnp.asarray(rng.random((10, 15, 15)).astype(np.float32))
+    loop = np.concatenate([np.asarray(dct_feature(x[i : i + 1], 13)) for i in range(10)])
+    np.testing.assert_allclose(np.asarray(transform(lambda p: dct_feature(p, 13))(x)), loop, rtol=1e-5)
 
 
 def test_dct_feature_no_recompilation(rng):

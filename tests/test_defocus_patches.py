@@ -12,7 +12,8 @@ import pytest
 import scipy.ndimage
 from PIL import Image
 
-from dhde.data.defocus_patches import BLUR_RADIUS, build, make_config
+from dhde.data.defocus_patches import build, make_config
+from dhde.data.patch_sampling import BLUR_RADIUS
 from dhde.data.sources import SKIMAGE_SPLITS, SPLITS, split_of
 from dhde.filters.edges import TRAINING_THRESHOLDS, scale_map
 from dhde.io.image import load_image, save_image, value_channel
@@ -209,7 +210,7 @@ def test_make_config_validates_and_names_camera_options():
 
 
 def test_image_phases():
-    from dhde.data.defocus_patches import image_phases
+    from dhde.data.patch_sampling import image_phases
 
     assert len(image_phases("a", 3, True)) == 9 and image_phases("a", 3, False) == [(0, 0)]
     p = image_phases("a", 3, 4)
@@ -221,7 +222,7 @@ def test_image_phases():
 
 def test_blurred_patches_with_camera_and_disk(rng):
     from dhde.data.camera import CameraConfig
-    from dhde.data.defocus_patches import blurred_context_patches
+    from dhde.data.patch_sampling import blurred_context_patches
 
     img = rng.random((60, 64, 3)).astype(np.float32)
     coords = np.array([[30, 30], [20, 40], [45, 15]], np.int32)

@@ -9,7 +9,7 @@ import scipy.sparse.linalg as spla
 
 from dhde.evaluation.error_budget import sigma_error_budget
 from dhde.estimation.inference import EstimateOptions
-from dhde.propagation.matting import assemble_matting_laplacian
+from reference.matting_laplacian import assemble_matting_laplacian
 
 
 class _Result(NamedTuple):
@@ -71,7 +71,7 @@ def test_constant_truth_has_no_propagation_error():
 def test_no_far_pixels_gives_nan_and_errors():
     res, gt = _case()
     assert np.isnan(sigma_error_budget(res, gt, EstimateOptions(), far=1e3)["far_mae"])
-    with pytest.raises(ValueError, match="sigma_gt must be"):
+    with pytest.raises(ValueError, match="sigma_gt has shape"):
         sigma_error_budget(res, gt[:-1], EstimateOptions())
     with pytest.raises(ValueError, match="NaN"):
         sigma_error_budget(res, np.where(res.mask, np.nan, gt), EstimateOptions())

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from dhde.evaluation import report as R
-from dhde.evaluation.metrics import evaluate_blur_detection
+from dhde.evaluation.pr_curves import evaluate_blur_detection
 
 
 def test_write_report(tmp_path, rng):

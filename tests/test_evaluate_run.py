@@ -171,7 +171,7 @@ def test_bad_configurations(tmp_path, fake_data, monkeypatch):
         run.run_evaluation(_cfg(cuhk, rtf, datasets=["kodak"]), tmp_path / "o")
     with pytest.raises(ValueError, match="loader"):
         run.run_evaluation(_cfg(cuhk, rtf, loader="zip"), tmp_path / "o")
-    with pytest.raises(ValueError, match="unknown method"):
+    with pytest.raises(ValueError, match="method must be one of"):
         run.run_evaluation(_cfg(cuhk, rtf, methods=["dhde", "sobel"]), tmp_path / "o")
     with pytest.raises(ValueError, match="not found"):
         run.run_evaluation(_cfg(cuhk, rtf, datasets=["cuhk"], cuhk={"root": str(tmp_path / "no")}),

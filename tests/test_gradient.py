@@ -20,6 +20,7 @@ from dhde.features.gradient import (
     gradient_patches,
 )
 from dhde.filters.patches import extract_patches
+from helpers import assert_jit_matches_eager
 
 
 def _camera(h: int = 48, w: int = 64) -> np.ndarray:
@@ -128,9 +129,7 @@ def test_unpadded_differs_only_at_the_border():
 
 def test_gradient_magnitude_jit_eager_and_cache():
     g = jnp.asarray(_camera(16, 18))
-    with jax.disable_jit():
-        eager = G._gradient_magnitude(g, "forward", 1)
-    np.testing.assert_allclose(np.asarray(G._gradient_magnitude(g, "forward", 1)), np.asarray(eager), atol=1e-7)
+    assert_jit_matches_eager(lambda x: G._gradient_magnitude(x, "forward", 1), g, atol=1e-7)
     gradient_magnitude(g)
     before = G._gradient_magnitude._cache_size()
     gradient_magnitude(g * 0.5)
@@ -212,10 +211,7 @@ def test_gradient_feature_at_equals_patch_path(rng):
 
 def test_gradient_feature_jit_eager_vmap(rng):
     x = jnp.asarray((rng.random((5, 15, 15)) ** 2).astype(np.float32))
-    jitted = np.asarray(G._gradient_feature(x, 13))
-    with jax.disable_jit():
-        eager = np.asarray(G._gradient_feature(x, 13))
-    np.testing.assert_allclose(jitted, eager, rtol=1e-6)
+    assert_jit_matches_eager(lambda p: G._gradient_feature(p, 13), x, rtol=1e-6)
     loop = np.concatenate([np.asarray(gradient_feature(x[i : i + 1], 13)) for i in range(5)])
     np.testing.assert_allclose(np.asarray(gradient_feature(x, 13)), loop, rtol=1e-6)
     vm = jax.vmap(lambda p: gradient_feature(p[None], 13)[0])(x)

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from dhde.estimation.classify import classify_edges
-from dhde.features.extract import extract_features
 from dhde.estimation.inference import EstimateOptions, estimate_core, estimate_defocus, estimate_defocus_batch
 from dhde.labels import SIGMAS
 from dhde.model.network import ModelConfig, init_model
+from reference.extract import extract_features
 
 FAST = dict(preconditioner="jacobi", maxiter=300, chunk=256)
 
@@ -34,7 +34,7 @@ def test_classify_matches_feature_batch(model):
     f = extract_features(img, model.config)
     ok = np.flatnonzero(np.asarray(f.valid))
     ref = np.asarray(model.probabilities(f.hand[ok], f.cnn[ok]))
-    from dhde.estimation.inference import _scale_map_jit, DEFAULT_SIGMA
+    from dhde.filters.edges import _scale_map_jit, DEFAULT_SIGMA
 
     scales = _scale_map_jit(jnp.max(jnp.asarray(img), -1), jnp.asarray(EstimateOptions().thresholds), DEFAULT_SIGMA)
     probs = np.asarray(jax.jit(classify_edges, static_argnums=3)(jnp.asarray(img), scales, model, 64))

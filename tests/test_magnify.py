@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from dhde.applications import magnify_blur
+from dhde.applications import MagnifyParams, magnify_blur
 from dhde.applications.magnify import _magnify_impl
 from dhde.filters.gaussian import gaussian_blur
+from dhde.labels import SIGMAS
 
 
 H, W = 40, 96  # one shape for (almost) all tests: one compilation
@@ -21,10 +22,11 @@ def _texture(rng, h, w):
 
 @pytest.mark.parametrize("s,k", [(1.0, 2.0), (2.0, 1.5)])
 def test_uniform_map_equals_direct_blur(rng, s, k):
-    """Blur s then magnify by k == blur k*s directly (spatial-domain reference)."""
+    """Blur s then magnify by k == blur k*s directly (spatial-domain reference); in_focus_sigma=0:
+    a true sigma map, whose every pixel goes to k*s (the default 0.5 is for estimated maps)."""
     sharp = _texture(rng, H, W)
     y = np.asarray(gaussian_blur(sharp, s))
-    out = np.asarray(magnify_blur(y, np.full((H, W), s, np.float32), k))
+    out = np.asarray(magnify_blur(y, np.full((H, W), s, np.float32), k, in_focus_sigma=0.0))
     ref = np.asarray(gaussian_blur(sharp, k * s))
     m = int(np.ceil(4 * k * s))  # borders differ: replicate (reference) vs symmetric
     assert np.abs(out - ref)[m:-m, m:-m].max() < 1e-4
@@ -51,7 +53,7 @@ def test_step_edge_blurred_on_one_side():
     y[:, 48:] = blurred[:, 48:]
     d = np.zeros((h, w), np.float32)
     d[:, 48:] = s
-    out = np.asarray(magnify_blur(y, d, k))
+    out = np.asarray(magnify_blur(y, d, k, in_focus_sigma=0.0))
     # Sharp side untouched (its extra blur is 0).
     np.testing.assert_allclose(out[:, :48], y[:, :48], atol=1e-5)
     # Right edge: second moment of the derivative profile = total sigma.
@@ -67,6 +69,10 @@ def test_in_focus_sigma_keeps_sharp_pixels():
     out = np.asarray(magnify_blur(y, d, 3.0, in_focus_sigma=0.5))
     np.testing.assert_allclose(out[:, :16], y[:, :16], atol=1e-5)
     assert np.abs(out[:, 20:] - y[:, 20:]).max() > 0.01
+    # 0.5, the smallest label sigma, is the default (the magnify command's too)
+    assert MagnifyParams.in_focus_sigma == float(SIGMAS[0]) == 0.5
+    np.testing.assert_array_equal(np.asarray(magnify_blur(y, d, 3.0)), out)
+    assert np.abs(np.asarray(magnify_blur(y, d, 3.0, in_focus_sigma=0.0))[:, :16] - y[:, :16]).max() > 0.01
 
 
 def test_sharp_foreground_does_not_bleed():

@@ -12,12 +12,14 @@ import pytest
 from dhde.propagation import matting
 from dhde.propagation.matting import (
     STENCIL_OFFSETS,
-    assemble_matting_laplacian,
     coefficients_to_sparse,
     laplacian_apply,
     laplacian_diagonal,
     matting_laplacian_coefficients,
 )
+from reference.matting_laplacian import assemble_matting_laplacian
+
+_LAPLACIAN_APPLY_JIT = jax.jit(matting.laplacian_apply)
 
 
 def brute_force_laplacian(guide: np.ndarray, eps: float, divide: bool) -> np.ndarray:
@@ -134,11 +136,11 @@ def test_constant_guide_gives_box_graph_weights():
 def test_jit_equals_eager(rng):
     guide = jnp.asarray(rng.random((20, 24, 3)), jnp.float32)
     lam = jnp.float32(9e-5)
-    jitted = matting._coefficients_impl(guide, lam)
+    jitted = matting.stencil_coefficients(guide, lam)
     with jax.disable_jit():
-        eager = matting._coefficients_impl(guide, lam)
+        eager = matting.stencil_coefficients(guide, lam)
         x = jnp.asarray(rng.standard_normal((20, 24)), jnp.float32)
-        eager_apply = matting._laplacian_apply_jit(jitted, x)
+        eager_apply = _LAPLACIAN_APPLY_JIT(jitted, x)
     np.testing.assert_allclose(jitted, eager, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(laplacian_apply(jitted, x), eager_apply, rtol=1e-5, atol=1e-5)
 
@@ -146,7 +148,7 @@ def test_jit_equals_eager(rng):
 def test_vmap_equals_loop(rng):
     coeffs = matting_laplacian_coefficients(GUIDES["smooth"].astype(np.float32))
     xs = jnp.asarray(rng.standard_normal((3, 20, 24)), jnp.float32)
-    batched = jax.vmap(matting._laplacian_apply, in_axes=(None, 0))(coeffs, xs)
+    batched = jax.vmap(matting.laplacian_apply, in_axes=(None, 0))(coeffs, xs)
     for i in range(3):
         np.testing.assert_allclose(batched[i], laplacian_apply(coeffs, xs[i]), rtol=1e-6, atol=1e-6)
 
@@ -155,10 +157,10 @@ def test_no_recompilation(rng):
     g1, g2 = rng.random((2, 20, 24, 3)).astype(np.float32)
     c1 = matting_laplacian_coefficients(g1)
     laplacian_apply(c1, g1[..., 0])
-    sizes = matting._coefficients_impl._cache_size(), matting._laplacian_apply_jit._cache_size()
+    sizes = matting.stencil_coefficients._cache_size(), _LAPLACIAN_APPLY_JIT._cache_size()
     c2 = matting_laplacian_coefficients(g2, eps=1e-4)  # eps is traced
     laplacian_apply(c2, g2[..., 1])
-    assert (matting._coefficients_impl._cache_size(), matting._laplacian_apply_jit._cache_size()) == sizes
+    assert (matting.stencil_coefficients._cache_size(), _LAPLACIAN_APPLY_JIT._cache_size()) == sizes
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from dhde.evaluation import metrics as M
+from dhde.evaluation import pr_curves as P
 
 
 # ----------------------------------------------------------------- brute-force references
@@ -123,7 +124,7 @@ def test_bad_alpha_and_types():
     with pytest.raises(TypeError):
         M.segmentation_accuracy(np.zeros((2, 2), bool), g)
     with pytest.raises(ValueError, match="n_thresholds"):
-        M.best_threshold_accuracy(d, g, n_thresholds=1)
+        P.best_threshold_accuracy(d, g, n_thresholds=1)
 
 
 # ----------------------------------------------------------------- sweeps
@@ -131,7 +132,7 @@ def test_bad_alpha_and_types():
 
 def test_counts_match_loop(rng):
     d, g = random_case(rng)
-    c = M.precision_recall_counts(d, g, n_thresholds=17)
+    c = P.precision_recall_counts(d, g, n_thresholds=17)
     ref = ref_counts(d, g, c.thresholds)
     np.testing.assert_array_equal(c.tp, ref[:, 0])
     np.testing.assert_array_equal(c.fp, ref[:, 1])
@@ -144,10 +145,10 @@ def test_counts_match_loop(rng):
 def test_best_threshold_accuracy_matches_loop(rng):
     for _ in range(3):
         d, g = random_case(rng)
-        t = M.sweep_thresholds(33)
+        t = P.sweep_thresholds(33)
         ref = ref_counts(d, g, t)
         expect = ((ref[:, 0] + ref[:, 3]) / d.size).max()
-        got = M.best_threshold_accuracy(d, g, n_thresholds=33)
+        got = P.best_threshold_accuracy(d, g, n_thresholds=33)
         assert got == pytest.approx(expect)
         # alpha on the grid: the sweep contains the Eq. 13 segmentation
         assert got >= M.segmentation_accuracy(d, g, alpha=0.25) - 1e-12
@@ -156,11 +157,11 @@ def test_best_threshold_accuracy_matches_loop(rng):
 
 def test_best_threshold_accuracy_edge_cases():
     d = np.full((3, 3), 2.0)
-    assert M.best_threshold_accuracy(d, np.ones((3, 3), bool)) == 1.0  # all-blurred gt
-    assert M.best_threshold_accuracy(d, np.zeros((3, 3), bool)) == 1.0  # all-sharp gt
+    assert P.best_threshold_accuracy(d, np.ones((3, 3), bool)) == 1.0  # all-blurred gt
+    assert P.best_threshold_accuracy(d, np.zeros((3, 3), bool)) == 1.0  # all-sharp gt
     g = np.zeros((3, 3), bool)
     g[0] = True
-    assert M.best_threshold_accuracy(d, g) == pytest.approx(2 / 3)
+    assert P.best_threshold_accuracy(d, g) == pytest.approx(2 / 3)
 
 
 @pytest.mark.parametrize("average", ["images", "pixels"])
@@ -170,7 +171,7 @@ def test_precision_recall_curve_matches_loop(rng, average):
     # an all-blurred mask and a constant map as edge cases inside the data set
     maps.append(np.full((4, 4), 3.0, np.float32))
     gts.append(np.ones((4, 4), bool))
-    p, r, t = M.precision_recall_curve(maps, gts, n_thresholds=21, average=average)
+    p, r, t = P.precision_recall_curve(maps, gts, n_thresholds=21, average=average)
     rp, rr = ref_pr(maps, gts, t, average)
     np.testing.assert_allclose(p, rp, rtol=0, atol=1e-12)
     np.testing.assert_allclose(r, rr, rtol=0, atol=1e-12)
@@ -180,21 +181,21 @@ def test_precision_recall_curve_matches_loop(rng, average):
 
 def test_accumulator_equals_function_and_counts_sum(rng):
     cases = [random_case(rng, (5, 6)) for _ in range(3)]
-    acc = M.PrecisionRecallAccumulator(n_thresholds=11)
+    acc = P.PrecisionRecallAccumulator(n_thresholds=11)
     for d, g in cases:
         acc.update(d, g)
     assert len(acc) == 3
     for average in ("images", "pixels"):
         p1, r1, _ = acc.curve(average)
-        p2, r2, _ = M.precision_recall_curve([c[0] for c in cases], [c[1] for c in cases], 11, average)
+        p2, r2, _ = P.precision_recall_curve([c[0] for c in cases], [c[1] for c in cases], 11, average)
         np.testing.assert_array_equal(p1, p2)
         np.testing.assert_array_equal(r1, r2)
-    total = sum(M.precision_recall_counts(d, g, 11).tp for d, g in cases)
+    total = sum(P.precision_recall_counts(d, g, 11).tp for d, g in cases)
     np.testing.assert_array_equal(acc.counts.tp, total)
     with pytest.raises(ValueError, match="average"):
         acc.curve("bogus")
     with pytest.raises(ValueError, match="no images"):
-        M.PrecisionRecallAccumulator().curve()
+        P.PrecisionRecallAccumulator().curve()
 
 
 def test_f_measure():
@@ -202,8 +203,8 @@ def test_f_measure():
     r = np.array([0.0, 0.5, 0.0, 0.6])
     expect = [0.0, 0.5, 0.0, 1.3 * 0.8 * 0.6 / (0.3 * 0.8 + 0.6)]
     np.testing.assert_allclose(M.f_measure(p, r), expect)
-    assert M.max_f_measure(p, r) == pytest.approx(max(expect))
-    assert M.max_f_measure(p, r, beta2=1.0) == pytest.approx(max(2 * 0.8 * 0.6 / 1.4, 0.5))
+    assert P.max_f_measure(p, r) == pytest.approx(max(expect))
+    assert P.max_f_measure(p, r, beta2=1.0) == pytest.approx(max(2 * 0.8 * 0.6 / 1.4, 0.5))
     with pytest.raises(ValueError, match="same shape"):
         M.f_measure(p, r[:2])
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
@@ -223,15 +224,15 @@ def test_normalized_mae(rng):
 def test_evaluate_blur_detection(rng):
     cases = [random_case(rng, (6, 5)) for _ in range(3)]
     maps, gts = [c[0] for c in cases], [c[1] for c in cases]
-    r = M.evaluate_blur_detection(maps, gts, n_thresholds=16)
+    r = P.evaluate_blur_detection(maps, gts, n_thresholds=16)
     assert r["n_images"] == 3
     assert r["accuracy"] == pytest.approx(np.mean([M.segmentation_accuracy(d, g) for d, g in cases]))
-    assert r["best_accuracy"] == pytest.approx(np.mean([M.best_threshold_accuracy(d, g, 16) for d, g in cases]))
+    assert r["best_accuracy"] == pytest.approx(np.mean([P.best_threshold_accuracy(d, g, 16) for d, g in cases]))
     assert r["mae"] == pytest.approx(np.mean([M.normalized_mae(d, g) for d, g in cases]))
-    p, rc, _ = M.precision_recall_curve(maps, gts, 16)
-    assert r["max_f"] == pytest.approx(M.max_f_measure(p, rc))
+    p, rc, _ = P.precision_recall_curve(maps, gts, 16)
+    assert r["max_f"] == pytest.approx(P.max_f_measure(p, rc))
     with pytest.raises(ValueError, match="gt masks"):
-        M.evaluate_blur_detection(maps, gts[:2])
+        P.evaluate_blur_detection(maps, gts[:2])
 
 
 # ----------------------------------------------------------------- sigma units
@@ -340,7 +341,7 @@ def test_binary_scores_against_brute_force():
 
 
 def test_sigma_threshold_counts_against_loops():
-    from dhde.evaluation.metrics import sigma_threshold_counts
+    from dhde.evaluation.pr_curves import sigma_threshold_counts
     from dhde.labels import SIGMAS
 
     rng = np.random.default_rng(4)

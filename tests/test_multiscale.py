@@ -20,15 +20,9 @@ from dhde.filters import rolling_guidance
 from dhde.estimation import sparse_map
 from dhde.estimation.classify import classify_edges
 from dhde.filters.edges import DEFAULT_SIGMA, _scale_map_jit
-from dhde.estimation.inference import (
-    EstimateOptions,
-    blur_probability,
-    effective_levels,
-    estimate_core,
-    estimate_defocus,
-    output_ceiling,
-    point_exceedance,
-)
+from dhde.estimation.inference import estimate_core, estimate_defocus
+from dhde.estimation.options import EstimateOptions, effective_levels, output_ceiling
+from dhde.estimation.probability import blur_probability, point_exceedance
 from dhde.labels import NUM_LABELS, SIGMA_MAX, SIGMA_MIN, SIGMAS
 from dhde.model.network import ModelConfig, init_model
 
@@ -73,7 +67,7 @@ def _paper_pipeline(image, model, opts):
     n = jnp.maximum(jnp.sum(mask), 1)
     x0 = jnp.full(gray.shape, jnp.sum(filtered) / n, jnp.float32)
     x, _, residual = propagation.propagate_arrays(
-        filtered, mask, guide, x0, jnp.float32(opts.gamma), jnp.float32(matting._lambda(opts.eps, "code")),
+        filtered, mask, guide, x0, jnp.float32(opts.gamma), jnp.float32(matting.regularizer(opts.eps, "code")),
         jnp.float32(opts.tol), maxiter=opts.maxiter, preconditioner=opts.preconditioner, solver="jax_cg",
     )
     x = jnp.clip(x, SIGMA_MIN, SIGMA_MAX)

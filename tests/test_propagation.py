@@ -14,8 +14,13 @@ import scipy.sparse.linalg as spl
 
 from dhde.propagation import matting
 from dhde.propagation import solver as prop
-from dhde.propagation.matting import assemble_matting_laplacian, coefficients_to_sparse, matting_laplacian_coefficients
-from dhde.propagation.solver import build_multigrid, level_shapes, propagate
+from dhde.propagation.matting import coefficients_to_sparse, matting_laplacian_coefficients
+from dhde.propagation import multigrid
+from dhde.propagation.multigrid import level_shapes
+from dhde.propagation.solver import propagate
+
+build_multigrid = jax.jit(multigrid.build_multigrid, static_argnames=("max_coarse",))
+from reference.matting_laplacian import assemble_matting_laplacian
 
 H, W = 24, 20  # two multigrid levels: 24x20 -> 12x10 (dense); one compilation per configuration
 
@@ -124,11 +129,11 @@ def two_levels():
 @partial(jax.jit, static_argnames=("degree",))
 def _dense_preconditioner(mg, coeffs, mass, degree):
     eye = jnp.eye(H * W, dtype=jnp.float32).reshape(-1, H, W)
-    vcycle = partial(prop._vcycle, mg, coeffs, mass, degree=degree)
+    vcycle = partial(multigrid.vcycle, mg, coeffs, mass, degree=degree)
     return jax.vmap(lambda e: vcycle(e).ravel())(eye).T  # columns M e_j
 
 
-@pytest.mark.parametrize("hierarchy, degree", [("three_levels", prop.CHEB_DEGREE), ("two_levels", 3)])
+@pytest.mark.parametrize("hierarchy, degree", [("three_levels", multigrid.CHEB_DEGREE), ("two_levels", 3)])
 def test_multigrid_is_symmetric_positive_definite(hierarchy, degree, request):
     """Default smoother on 3 levels; Chebyshev recurrences (degree 3) on the default 2 levels."""
     coeffs, mass, mg = request.getfixturevalue(hierarchy)
@@ -141,7 +146,7 @@ def test_multigrid_is_symmetric_positive_definite(hierarchy, degree, request):
     # jit == eager for one V-cycle (the dense matrix above comes from the jitted V-cycle).
     with jax.disable_jit():
         r = jnp.asarray(x.reshape(H, W), jnp.float32)
-        eager = np.asarray(prop._vcycle(mg, coeffs, mass, r, degree=degree))
+        eager = np.asarray(multigrid.vcycle(mg, coeffs, mass, r, degree=degree))
     np.testing.assert_allclose(eager.ravel(), m @ x, rtol=1e-4, atol=1e-4 * np.abs(m @ x).max())
 
 
@@ -195,8 +200,8 @@ def test_transfers(fine):
     pmat = np.kron(interpolation_matrix(fine[0]), interpolation_matrix(fine[1]))
     xc = rng.standard_normal(coarse).astype(np.float32)
     r = rng.standard_normal(fine).astype(np.float32)
-    up = jax.jit(prop._prolong, static_argnums=1)(xc, fine)
-    down = jax.jit(prop._restrict, static_argnums=1)(r, coarse)
+    up = jax.jit(multigrid._prolong, static_argnums=1)(xc, fine)
+    down = jax.jit(multigrid._restrict, static_argnums=1)(r, coarse)
     np.testing.assert_allclose(np.asarray(up).ravel(), pmat @ xc.ravel(), rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(np.asarray(down).ravel(), pmat.T @ r.ravel(), rtol=1e-5, atol=1e-5)
 
@@ -205,12 +210,12 @@ def test_level_shapes():
     shapes = level_shapes(480, 640)
     assert shapes[0] == (480, 640) and shapes[-1] == (8, 10) and len(shapes) == 7
     assert level_shapes(10, 12) == ((10, 12),)
-    assert level_shapes(3, 500)[-1][0] * level_shapes(3, 500)[-1][1] <= prop.MAX_COARSE
+    assert level_shapes(3, 500)[-1][0] * level_shapes(3, 500)[-1][1] <= multigrid.MAX_COARSE
 
 
 def test_no_recompilation():
     propagate(*PROBLEM, solver="pcg")
-    jits = [prop._solve_impl, prop._build_multigrid_jit, prop._system_terms, matting._coefficients_impl]
+    jits = [prop.solve, prop._build_multigrid, prop.system_terms, matting.stencil_coefficients]
     sizes = [f._cache_size() for f in jits]
     sparse, mask, guide = make_problem(seed=5)
     res = propagate(sparse, mask, guide, gamma=0.01, tol=1e-3, eps=2e-5, maxiter=50, solver="pcg")

@@ -10,6 +10,7 @@ import pytest
 from scipy.special import erf
 
 from dhde.estimation import pyramid
+from dhde.filters import edges
 from dhde.filters.edges import DEFAULT_SIGMA, _scale_map_jit
 from dhde.labels import NUM_LABELS, SIGMAS
 
@@ -135,11 +136,11 @@ def test_scale_map_absolute_equals_relative_at_own_max(rng):
     img[5:15, 28:35] = 0.25
     img += 0.01 * rng.random((40, 40)).astype(np.float32)
     thr = jnp.asarray(((0.117, 0.176), (0.234, 0.351)), jnp.float32)
-    ref = pyramid.max_gradient(jnp.asarray(img), DEFAULT_SIGMA)
-    a = pyramid.scale_map_absolute(jnp.asarray(img), thr, DEFAULT_SIGMA, ref)
+    ref = edges.peak_gradient(jnp.asarray(img), DEFAULT_SIGMA)
+    a = edges.scale_map_absolute(jnp.asarray(img), thr, DEFAULT_SIGMA, ref)
     b = _scale_map_jit(jnp.asarray(img), thr, DEFAULT_SIGMA)
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-    c = pyramid.scale_map_absolute(jnp.asarray(img), thr, DEFAULT_SIGMA, 2.0 * ref)  # twice the reference:
+    c = edges.scale_map_absolute(jnp.asarray(img), thr, DEFAULT_SIGMA, 2.0 * ref)  # twice the reference:
     assert np.asarray(c > 0).sum() < np.asarray(b > 0).sum()  # fewer edges
 
 

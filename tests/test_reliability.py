@@ -24,6 +24,7 @@ from PIL import Image
 
 import dhde.estimation.inference
 from dhde.cli import apps as apps_cli
+from dhde.cli import gallery as gallery_cli
 from dhde.io import atomic
 from dhde.cli import common as cli
 from dhde.config.check import ConfigError
@@ -560,7 +561,7 @@ def test_gallery_refuses_inputs_that_would_share_a_figure(tmp_path):
     a = _save(tmp_path / "a" / "scene.png", _img(0))
     b = _save(tmp_path / "b" / "scene.jpg", _img(1))
     with pytest.raises(ConfigError, match="same gallery figure"):
-        apps_cli.run_gallery({"inputs": [str(a), str(b)]}, tmp_path / "gallery")
+        gallery_cli.run_gallery({"inputs": [str(a), str(b)]}, tmp_path / "gallery")
     assert not (tmp_path / "gallery").exists()
 
 

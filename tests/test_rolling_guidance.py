@@ -12,6 +12,7 @@ import scipy.ndimage as ndi
 
 from dhde.filters import rolling_guidance as rgf_mod
 from dhde.filters.rolling_guidance import joint_bilateral_filter, rolling_guidance_filter
+from helpers import assert_jit_matches_eager
 
 
 def _jbf_reference(image, guide, sigma_s, sigma_r, radius, per_channel):
@@ -89,10 +90,7 @@ def test_edge_preserving(image):
 @pytest.mark.parametrize("per_channel", [True, False])
 def test_jit_equals_eager(image, per_channel):
     f = lambda x, s, r: rolling_guidance_filter(x, s, r, 3, per_channel=per_channel, radius=2)  # noqa: E731
-    got = jax.jit(f)(image, 0.7, 0.2)
-    with jax.disable_jit():
-        eager = f(image, 0.7, 0.2)
-    np.testing.assert_allclose(np.asarray(got), np.asarray(eager), atol=1e-6)
+    assert_jit_matches_eager(f, image, 0.7, 0.2, atol=1e-6)
 
 
 def test_no_recompilation_when_sigmas_change(image):

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from dhde.filters.weighted_median import joint_weighted_median
+from helpers import assert_jit_matches_eager
 
 
 def _reference(x, g, radius, sigma_r, iterations):
@@ -58,9 +58,7 @@ def test_grey_guide_and_edge_preservation():
 
 def test_jit_eager_vmap_and_no_recompile():
     x, g = _data(9, 11, 1)
-    f = jax.jit(lambda a, b: joint_weighted_median(a, b, 2, 0.3, 2, band=4))
-    eager = np.asarray(joint_weighted_median(x, g, 2, 0.3, 2, band=4))
-    np.testing.assert_allclose(np.asarray(f(x, g)), eager, atol=1e-6)
+    assert_jit_matches_eager(lambda a, b: joint_weighted_median(a, b, 2, 0.3, 2, band=4), x, g, atol=1e-6)
     xs = np.stack([x, x[::-1]])
     gs = np.stack([g, g[::-1]])
     batched = jax.vmap(lambda a, b: joint_weighted_median(a, b, 2, 0.3, 2, band=4))(xs, gs)

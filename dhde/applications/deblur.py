@@ -28,6 +28,7 @@ iteration while beta < 256, one inner iteration.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from functools import partial
 from typing import Sequence
 
@@ -36,13 +37,34 @@ import jax.numpy as jnp
 import numpy as np
 
 from dhde.applications import _spectral
-from dhde.applications._checks import check_image, check_int, check_map, check_scalar
+from dhde import checks
 from dhde.applications.magnify import _hat_weights
 
-#: Default data weight for images in [0, 1] (Krishnan and Fergus use 2e3 for mildly noisy
-#: images; larger trusts the data more: sharper but more noise and ringing).
-DEFAULT_LAMBDA = 2e3
-DEFAULT_ALPHA = 2.0 / 3.0
+
+@dataclass(frozen=True)
+class AllInFocusParams:
+    """All-in-focus parameters (``conf/all_in_focus.yaml``; the defaults of :func:`all_in_focus`
+    and of ``experiments/all_in_focus.py``).
+
+    Attributes:
+      lam: data weight for images in [0, 1] (Krishnan and Fergus use 2e3 for mildly noisy
+        images; larger trusts the data more: sharper but more noise and ringing).
+      prior_alpha: hyper-Laplacian exponent in (0, 1] (2/3; 1/2 also usual; 1 = TV), the
+        ``alpha`` argument of :func:`all_in_focus` and :func:`shrink`.
+      num_levels: deconvolution levels over [min, max] of the map (>= 1).
+      reblur: re-blur sharper pixels up to each level before deconvolving (less ringing).
+    """
+
+    lam: float = 2e3
+    prior_alpha: float = 2.0 / 3.0
+    num_levels: int = 11
+    reblur: bool = True
+
+
+#: Default data weight (:attr:`AllInFocusParams.lam`).
+DEFAULT_LAMBDA = AllInFocusParams.lam
+#: Default hyper-Laplacian exponent (:attr:`AllInFocusParams.prior_alpha`).
+DEFAULT_ALPHA = AllInFocusParams.prior_alpha
 
 
 def _shrink(v: jax.Array, beta: jax.Array, alpha: jax.Array, iters: int) -> jax.Array:
@@ -77,9 +99,9 @@ def shrink(v, beta: float, alpha: float = DEFAULT_ALPHA, *, iters: int = 5) -> j
     fn = "shrink"
     if not isinstance(v, (np.ndarray, jax.Array)):
         raise TypeError(f"{fn}: v must be an array, got {type(v).__name__}")
-    beta = check_scalar(beta, fn, "beta", lo=0.0, lo_open=True)
-    alpha = check_scalar(alpha, fn, "alpha", lo=0.0, hi=1.0, lo_open=True)
-    iters = check_int(iters, fn, "iters", lo=1)
+    beta = checks.scalar(beta, "beta", where=fn, lo=0.0, lo_open=True)
+    alpha = checks.scalar(alpha, "alpha", where=fn, lo=0.0, hi=1.0, lo_open=True)
+    iters = checks.integer(iters, "iters", where=fn, lo=1)
     return _shrink_jit(jnp.asarray(v, jnp.float32), jnp.float32(beta), jnp.float32(alpha), iters)
 
 
@@ -168,13 +190,13 @@ def all_in_focus(
     *,
     lam: float = DEFAULT_LAMBDA,
     alpha: float = DEFAULT_ALPHA,
-    num_levels: int = 11,
+    num_levels: int = AllInFocusParams.num_levels,
     levels: Sequence[float] | None = None,
     beta_rate: float = 2.0 * math.sqrt(2.0),
     beta_max: float = 256.0,
     inner_iters: int = 1,
     newton_iters: int = 5,
-    reblur: bool = True,
+    reblur: bool = AllInFocusParams.reblur,
 ) -> jax.Array:
     """Removes spatially varying Gaussian defocus blur (paper 5.4, all-in-focus image).
 
@@ -214,17 +236,17 @@ def all_in_focus(
       [0, 1], non-increasing or negative levels, parameters out of range.
     """
     fn = "all_in_focus"
-    image = check_image(image, fn)
-    defocus = check_map(defocus, fn, shape=image.shape[:2])
-    lam = check_scalar(lam, fn, "lam", lo=0.0, lo_open=True)
-    alpha = check_scalar(alpha, fn, "alpha", lo=0.0, hi=1.0, lo_open=True)
-    beta_rate = check_scalar(beta_rate, fn, "beta_rate", lo=1.0, lo_open=True)
-    beta_max = check_scalar(beta_max, fn, "beta_max", lo=1.0, lo_open=True)
-    inner_iters = check_int(inner_iters, fn, "inner_iters", lo=1)
-    newton_iters = check_int(newton_iters, fn, "newton_iters", lo=1)
+    image = checks.image01(image, fn)
+    defocus = checks.sigma_map(defocus, fn, shape=image.shape[:2])
+    lam = checks.scalar(lam, "lam", where=fn, lo=0.0, lo_open=True)
+    alpha = checks.scalar(alpha, "alpha", where=fn, lo=0.0, hi=1.0, lo_open=True)
+    beta_rate = checks.scalar(beta_rate, "beta_rate", where=fn, lo=1.0, lo_open=True)
+    beta_max = checks.scalar(beta_max, "beta_max", where=fn, lo=1.0, lo_open=True)
+    inner_iters = checks.integer(inner_iters, "inner_iters", where=fn, lo=1)
+    newton_iters = checks.integer(newton_iters, "newton_iters", where=fn, lo=1)
     if levels is None:
-        num_levels = check_int(num_levels, fn, "num_levels", lo=1)
-        if isinstance(defocus, jax.core.Tracer):
+        num_levels = checks.integer(num_levels, "num_levels", where=fn, lo=1)
+        if checks.is_traced(defocus):
             lo, hi = jnp.min(defocus), jnp.max(defocus)
         else:
             lo, hi = float(defocus.min()), float(defocus.max())

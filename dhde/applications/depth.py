@@ -8,6 +8,7 @@ monotonically with the distance from that plane, so the scaled defocus map is a 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Union
@@ -18,10 +19,31 @@ import numpy as np
 
 from dhde.io import atomic
 from dhde.applications import _spectral
-from dhde.applications._checks import check_image, check_int, check_map, check_scalar
+from dhde import checks
 from dhde.io.image import save_image
 
 PathLike = Union[str, os.PathLike]
+
+
+@dataclass(frozen=True)
+class DepthParams:
+    """Pseudo-depth and point-cloud parameters (``conf/depth.yaml``; the defaults of
+    :func:`pseudo_depth`, :func:`point_cloud`, :func:`save_point_cloud_ply` and of
+    ``experiments/depth.py``).
+
+    Attributes:
+      near_is_sharp: the camera focused on the nearest objects (0 = near = sharp).
+      smooth_sigma: Gaussian smoothing of the map before scaling, pixels (0 = none).
+      ply_step: keep every ``ply_step``-th row / column in the point cloud (``step``).
+      z_scale: depth extent in pixels; None = 0.25 * max(H, W).
+      ply_binary: binary_little_endian (True) or ascii (False) PLY (``binary``).
+    """
+
+    near_is_sharp: bool = True
+    smooth_sigma: float = 0.0
+    ply_step: int = 1
+    z_scale: float | None = None
+    ply_binary: bool = True
 
 
 @partial(jax.jit, static_argnames=("near_is_sharp", "smooth"))
@@ -34,7 +56,8 @@ def _pseudo_depth_impl(defocus, smooth_sigma, near_is_sharp: bool, smooth: bool)
     return depth if near_is_sharp else jnp.where(span > 0, 1.0 - depth, 0.0)
 
 
-def pseudo_depth(defocus, *, near_is_sharp: bool = True, smooth_sigma: float = 0.0) -> jax.Array:
+def pseudo_depth(defocus, *, near_is_sharp: bool = DepthParams.near_is_sharp,
+                 smooth_sigma: float = DepthParams.smooth_sigma) -> jax.Array:
     """Relative depth in [0, 1] from a defocus map (scenes on one side of the focal plane).
 
     ``depth = (d - min d) / (max d - min d)`` with ``d`` the (optionally smoothed) defocus.
@@ -52,8 +75,8 @@ def pseudo_depth(defocus, *, near_is_sharp: bool = True, smooth_sigma: float = 0
       float32 jax.Array (H, W) in [0, 1] (0 = near). A constant map gives all zeros.
     """
     fn = "pseudo_depth"
-    defocus = check_map(defocus, fn)
-    smooth_sigma = check_scalar(smooth_sigma, fn, "smooth_sigma", lo=0.0)
+    defocus = checks.sigma_map(defocus, fn)
+    smooth_sigma = checks.scalar(smooth_sigma, "smooth_sigma", where=fn, lo=0.0)
     if not isinstance(near_is_sharp, (bool, np.bool_)):
         raise TypeError(f"{fn}: near_is_sharp must be a bool, got {type(near_is_sharp).__name__}")
     return _pseudo_depth_impl(
@@ -62,7 +85,7 @@ def pseudo_depth(defocus, *, near_is_sharp: bool = True, smooth_sigma: float = 0
 
 
 def _check_depth(depth, fn: str, shape=None) -> np.ndarray:
-    d = np.asarray(check_map(depth, fn, name="depth", shape=shape, nonnegative=True))
+    d = np.asarray(checks.sigma_map(depth, fn, name="depth", shape=shape, nonnegative=True))
     if d.max() > 1.0 + 1e-6:
         raise ValueError(f"{fn}: depth must lie in [0, 1] (use pseudo_depth), max is {d.max():.4g}")
     return np.clip(d, 0.0, 1.0)
@@ -81,7 +104,7 @@ def save_depth_png(path: PathLike, depth) -> Path:
     return save_image(path, _check_depth(depth, "save_depth_png"), bits=16)
 
 
-def point_cloud(image, depth, *, step: int = 1, z_scale: float | None = None):
+def point_cloud(image, depth, *, step: int = DepthParams.ply_step, z_scale: float | None = DepthParams.z_scale):
     """Per-pixel 3-D points and colours from an image and a depth map in [0, 1].
 
     Coordinates, in pixels: ``x = col - (W - 1) / 2`` (right), ``y = (H - 1) / 2 - row`` (up),
@@ -99,13 +122,13 @@ def point_cloud(image, depth, *, step: int = 1, z_scale: float | None = None):
       rows in row-major pixel order.
     """
     fn = "point_cloud"
-    image = check_image(image, fn)
+    image = checks.image01(image, fn)
     depth = _check_depth(depth, fn, shape=image.shape[:2])
-    step = check_int(step, fn, "step", lo=1)
+    step = checks.integer(step, "step", where=fn, lo=1)
     h, w = depth.shape
     if z_scale is None:
         z_scale = 0.25 * max(h, w)
-    z_scale = check_scalar(z_scale, fn, "z_scale", lo=0.0, lo_open=True)
+    z_scale = checks.scalar(z_scale, "z_scale", where=fn, lo=0.0, lo_open=True)
     rows, cols = np.meshgrid(np.arange(0, h, step), np.arange(0, w, step), indexing="ij")
     xyz = np.stack(
         [cols - (w - 1) / 2.0, (h - 1) / 2.0 - rows, -depth[rows, cols] * z_scale], axis=-1
@@ -119,9 +142,9 @@ def save_point_cloud_ply(
     image,
     depth,
     *,
-    step: int = 1,
-    z_scale: float | None = None,
-    binary: bool = True,
+    step: int = DepthParams.ply_step,
+    z_scale: float | None = DepthParams.z_scale,
+    binary: bool = DepthParams.ply_binary,
 ) -> Path:
     """Writes a coloured point cloud (one vertex per kept pixel) as a PLY file MeshLab opens.
 

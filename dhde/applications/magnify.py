@@ -18,15 +18,34 @@ level sigmas are traced values and one compilation serves every map and factor o
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import partial
 
 import jax
 import jax.numpy as jnp
 
 from dhde.applications import _spectral
-from dhde.applications._checks import check_image, check_int, check_map, check_scalar
+from dhde import checks
+from dhde.labels import SIGMAS
 
 _EPS = 1e-6
+
+
+@dataclass(frozen=True)
+class MagnifyParams:
+    """Blur-magnification parameters (``conf/magnify.yaml``; the defaults of
+    :func:`magnify_blur` and of ``experiments/magnify.py``).
+
+    Attributes:
+      factor: blur magnification k >= 1 (the command's default; :func:`magnify_blur` needs it).
+      num_levels: quantised extra-blur levels (>= 2).
+      in_focus_sigma: blur in pixels that in-focus pixels already have, left as is: 0.5, the
+        smallest label sigma (``dhde.labels.SIGMAS[0]``), the floor of every estimated map.
+    """
+
+    factor: float = 2.0
+    num_levels: int = 10
+    in_focus_sigma: float = float(SIGMAS[0])
 
 
 def _hat_weights(v: jax.Array, knots: jax.Array, j: jax.Array) -> jax.Array:
@@ -75,8 +94,8 @@ def magnify_blur(
     defocus,
     factor: float,
     *,
-    num_levels: int = 10,
-    in_focus_sigma: float = 0.0,
+    num_levels: int = MagnifyParams.num_levels,
+    in_focus_sigma: float = MagnifyParams.in_focus_sigma,
 ) -> jax.Array:
     """Amplifies the defocus blur of an image by ``factor`` (paper 5.4, blur magnification).
 
@@ -91,10 +110,11 @@ def magnify_blur(
         deconvolution: use :func:`dhde.applications.all_in_focus` instead.
       num_levels: number of quantised extra-blur levels (>= 2); more is closer to a per-pixel
         blur and costs linearly more.
-      in_focus_sigma: blur that in-focus pixels already have, in pixels (e.g. 0.5, the smallest
-        label of dhde.labels.SIGMAS, for estimated maps). Only the defocus beyond it is
-        magnified: total variance ``s0^2 + k^2 max(sigma^2 - s0^2, 0)``, so pixels at
-        ``sigma <= s0`` stay untouched. Default 0 (every pixel goes to ``k sigma``).
+      in_focus_sigma: blur that in-focus pixels already have, in pixels, >= 0. Only the defocus
+        beyond it is magnified: total variance ``s0^2 + k^2 max(sigma^2 - s0^2, 0)``, so pixels
+        at ``sigma <= s0`` stay untouched. Default 0.5, the smallest label of
+        dhde.labels.SIGMAS (estimated maps never go below it); 0 sends every pixel to
+        ``k sigma`` (e.g. for a true sigma map).
 
     Returns:
       float32 jax.Array (H, W, 3) in [0, 1].
@@ -105,16 +125,16 @@ def magnify_blur(
         factor <= 0 or 0 < factor < 1, num_levels < 2.
     """
     fn = "magnify_blur"
-    image = check_image(image, fn)
-    defocus = check_map(defocus, fn, shape=image.shape[:2])
-    factor = check_scalar(factor, fn, "factor", lo=0.0, lo_open=True)
+    image = checks.image01(image, fn)
+    defocus = checks.sigma_map(defocus, fn, shape=image.shape[:2])
+    factor = checks.scalar(factor, "factor", where=fn, lo=0.0, lo_open=True)
     if factor < 1.0:
         raise ValueError(
             f"{fn}: factor must be >= 1 (got {factor}); magnification cannot reduce blur. "
             "To remove blur use dhde.applications.all_in_focus (non-blind deconvolution)."
         )
-    num_levels = check_int(num_levels, fn, "num_levels", lo=2)
-    in_focus_sigma = check_scalar(in_focus_sigma, fn, "in_focus_sigma", lo=0.0)
+    num_levels = checks.integer(num_levels, "num_levels", where=fn, lo=2)
+    in_focus_sigma = checks.scalar(in_focus_sigma, "in_focus_sigma", where=fn, lo=0.0)
     return _magnify_impl(
         jnp.asarray(image),
         jnp.asarray(defocus),

@@ -17,6 +17,7 @@ The paper sweeps tau from sigma_1 to sigma_L for precision-recall (:func:`thresh
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence, Union
 
@@ -24,12 +25,33 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dhde.applications._checks import check_image, check_int, check_map, check_scalar
+from dhde import checks
 
 PathLike = Union[str, os.PathLike]
 
-#: The paper's alpha in Eq. 13.
-DEFAULT_ALPHA = 0.3
+
+
+@dataclass(frozen=True)
+class SegmentParams:
+    """Segmentation parameters (``conf/segment.yaml``; the defaults of :func:`segment_blur`,
+    :func:`overlay_mask`, :func:`tau_sweep_figure` and of ``experiments/segment.py``).
+
+    Attributes:
+      alpha: Eq. 13's alpha in [0, 1] (the paper's 0.3).
+      overlay_opacity: tint opacity in [0, 1] of the blurred pixels (``alpha`` of
+        :func:`overlay_mask`).
+      color: tint colour, RGB in [0, 1].
+      taus: thresholds (px) of the sweep figure; None = the 11 label sigmas 0.5..2.0.
+    """
+
+    alpha: float = 0.3
+    overlay_opacity: float = 0.5
+    color: tuple[float, float, float] = (1.0, 0.0, 0.0)
+    taus: tuple[float, ...] | None = None
+
+
+#: The paper's alpha in Eq. 13 (:attr:`SegmentParams.alpha`).
+DEFAULT_ALPHA = SegmentParams.alpha
 
 
 @jax.jit
@@ -55,8 +77,8 @@ def blur_threshold(defocus, alpha: float = DEFAULT_ALPHA) -> jax.Array:
       alpha: in [0, 1]; 0.3 in the paper.
     """
     fn = "blur_threshold"
-    defocus = check_map(defocus, fn)
-    alpha = check_scalar(alpha, fn, "alpha", lo=0.0, hi=1.0)
+    defocus = checks.sigma_map(defocus, fn)
+    alpha = checks.scalar(alpha, "alpha", where=fn, lo=0.0, hi=1.0)
     return _threshold_impl(jnp.asarray(defocus), jnp.float32(alpha))
 
 
@@ -96,7 +118,7 @@ def otsu_threshold(defocus) -> jax.Array:
       extremes; tau = exp of the chosen bin centre). A constant map gives its value (no pixel above).
     """
     fn = "otsu_threshold"
-    defocus = check_map(defocus, fn)
+    defocus = checks.sigma_map(defocus, fn)
     d = jnp.asarray(defocus)
     if float(jnp.min(d)) <= 0:
         raise ValueError(f"{fn}: the otsu rule works on log(sigma) and needs a map > 0, got min {float(jnp.min(d))}")
@@ -123,13 +145,13 @@ def segment_blur(defocus, alpha: float = DEFAULT_ALPHA, *, rule: str = "alpha", 
         raise ValueError(f"{fn}: rule must be one of {RULES}, got {rule!r}")
     if tau is not None and rule != "absolute":
         raise ValueError(f"{fn}: tau is the 'absolute' rule's threshold; rule={rule!r} does not take one")
-    defocus = check_map(defocus, fn)
-    alpha = check_scalar(alpha, fn, "alpha", lo=0.0, hi=1.0)
+    defocus = checks.sigma_map(defocus, fn)
+    alpha = checks.scalar(alpha, "alpha", where=fn, lo=0.0, hi=1.0)
     d = jnp.asarray(defocus)
     if rule == "alpha":
         t = _threshold_impl(d, jnp.float32(alpha))
     elif rule == "absolute":
-        t = jnp.float32(check_scalar(DEFAULT_TAU if tau is None else tau, fn, "tau", lo=0.0, lo_open=True))
+        t = jnp.float32(checks.scalar(DEFAULT_TAU if tau is None else tau, "tau", where=fn, lo=0.0, lo_open=True))
     else:
         t = otsu_threshold(d)
     return _sweep_impl(d, t[None])[0]
@@ -146,7 +168,7 @@ def threshold_sweep(defocus, taus) -> jax.Array:
       bool jax.Array (T, H, W).
     """
     fn = "threshold_sweep"
-    defocus = check_map(defocus, fn)
+    defocus = checks.sigma_map(defocus, fn)
     taus = _check_taus(taus, fn)
     return _sweep_impl(jnp.asarray(defocus), jnp.asarray(taus))
 
@@ -166,7 +188,8 @@ def _check_taus(taus, fn: str) -> np.ndarray:
     return t.astype(np.float32)
 
 
-def overlay_mask(image, mask, color: Sequence[float] = (1.0, 0.0, 0.0), alpha: float = 0.5) -> jax.Array:
+def overlay_mask(image, mask, color: Sequence[float] = SegmentParams.color,
+                 alpha: float = SegmentParams.overlay_opacity) -> jax.Array:
     """Tints the masked pixels: ``(1 - alpha) image + alpha color`` where mask, else image.
 
     Args:
@@ -179,7 +202,7 @@ def overlay_mask(image, mask, color: Sequence[float] = (1.0, 0.0, 0.0), alpha: f
       float32 jax.Array (H, W, 3) in [0, 1].
     """
     fn = "overlay_mask"
-    image = check_image(image, fn)
+    image = checks.image01(image, fn)
     m = mask if isinstance(mask, (np.ndarray, jax.Array)) else None
     if m is None:
         raise TypeError(f"{fn}: mask must be a bool array, got {type(mask).__name__}")
@@ -190,7 +213,7 @@ def overlay_mask(image, mask, color: Sequence[float] = (1.0, 0.0, 0.0), alpha: f
     c = np.asarray(color, dtype=np.float64) if not isinstance(color, (str, bytes)) else None
     if c is None or c.shape != (3,) or not np.all(np.isfinite(c)) or c.min() < 0 or c.max() > 1:
         raise ValueError(f"{fn}: color must be an RGB triple in [0, 1], got {color!r}")
-    alpha = check_scalar(alpha, fn, "alpha", lo=0.0, hi=1.0)
+    alpha = checks.scalar(alpha, "alpha", where=fn, lo=0.0, hi=1.0)
     return _overlay_impl(
         jnp.asarray(image), jnp.asarray(m), jnp.asarray(c, jnp.float32), jnp.float32(alpha)
     )
@@ -202,8 +225,8 @@ def tau_sweep_figure(
     taus,
     path: PathLike,
     *,
-    color: Sequence[float] = (1.0, 0.0, 0.0),
-    alpha: float = 0.5,
+    color: Sequence[float] = SegmentParams.color,
+    alpha: float = SegmentParams.overlay_opacity,
     ncols: int = 4,
     dpi: int = 100,
 ) -> Path:
@@ -224,11 +247,11 @@ def tau_sweep_figure(
       The path written.
     """
     fn = "tau_sweep_figure"
-    image = check_image(image, fn)
-    defocus = check_map(defocus, fn, shape=image.shape[:2])
+    image = checks.image01(image, fn)
+    defocus = checks.sigma_map(defocus, fn, shape=image.shape[:2])
     taus = _check_taus(taus, fn)
-    ncols = check_int(ncols, fn, "ncols", lo=1)
-    dpi = check_int(dpi, fn, "dpi", lo=10)
+    ncols = checks.integer(ncols, "ncols", where=fn, lo=1)
+    dpi = checks.integer(dpi, "dpi", where=fn, lo=10)
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 

@@ -1,4 +1,5 @@
-"""The work behind the application entry points (paper 5.3-5.4) and the README gallery.
+"""The work behind the application entry points (paper 5.3-5.4); the README gallery is in
+:mod:`dhde.cli.gallery`.
 
 ``experiments/{magnify,all_in_focus,depth,segment}.py`` call :func:`run_app`; every image's
 defocus map is computed once and reused (:func:`estimate_or_load`): a ``<stem>_defocus.npy``
@@ -25,28 +26,31 @@ Files per image ``stem`` (besides ``<stem>_defocus_color.png``, a preview of the
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 import numpy as np
 
+from dhde.applications import AllInFocusParams, DepthParams, MagnifyParams, SegmentParams
+from dhde.cli.common import check_common, for_each_image, report, reported_warnings, resolve_model
 from dhde.io import atomic
-from dhde.cli.common import check_common, default_input, for_each_image, report, reported_warnings, resolve_model
 from dhde.io.image import load_image, save_image
-from dhde.labels import SIGMAS
 from dhde.io.outputs import colorize
+from dhde.labels import SIGMAS
 
-#: Parameters of each application, with their defaults (keys of the Hydra configs).
-APP_PARAMS: dict[str, dict] = {
-    "magnify": {"factor": 2.0, "num_levels": 10, "in_focus_sigma": float(SIGMAS[0])},
-    "all_in_focus": {"lam": 2e3, "prior_alpha": 2.0 / 3.0, "num_levels": 11, "reblur": True},
-    "depth": {"near_is_sharp": True, "smooth_sigma": 0.0, "ply_step": 1, "z_scale": None,
-              "ply_binary": True},
-    "segment": {"alpha": 0.3, "overlay_opacity": 0.5, "color": (1.0, 0.0, 0.0), "taus": None},
+#: Each application's parameters: a frozen dataclass whose fields are the keys of its Hydra
+#: config (``conf/<app>.yaml``) and whose defaults are the only ones (the library functions use
+#: them too).
+APP_CONFIGS: dict[str, type] = {
+    "magnify": MagnifyParams,
+    "all_in_focus": AllInFocusParams,
+    "depth": DepthParams,
+    "segment": SegmentParams,
 }
-APPS = tuple(APP_PARAMS)
+APPS = tuple(APP_CONFIGS)
 
 
 # --------------------------------------------------------------------------- parameters
@@ -75,18 +79,19 @@ def _flag(params: dict, key: str) -> bool:
     return bool(params[key])
 
 
-def app_params(app: str, cfg: dict | None = None) -> dict:
-    """The validated parameters of ``app``: :data:`APP_PARAMS` defaults, replaced by the keys
-    of the same name in ``cfg`` (a flat dict such as a Hydra config).
+def app_params(app: str, cfg: Mapping | None = None):
+    """The validated parameters of ``app``: an instance of its :data:`APP_CONFIGS` dataclass,
+    each field taken from the key of the same name in ``cfg`` (a flat mapping such as a Hydra
+    config) or, when absent, the dataclass default.
 
     Raises:
       ValueError / TypeError: unknown app, or a parameter out of range (e.g. ``factor <= 0``),
       before any image is processed.
     """
-    if app not in APP_PARAMS:
+    if app not in APP_CONFIGS:
         raise ValueError(f"unknown application {app!r}; choose one of {APPS}")
     cfg = cfg or {}
-    p = {k: cfg.get(k, v) for k, v in APP_PARAMS[app].items()}
+    p = {f.name: cfg.get(f.name, f.default) for f in dataclasses.fields(APP_CONFIGS[app])}
     if app == "magnify":
         p["factor"] = _num(p, "factor", lo=0.0, lo_open=True)
         if p["factor"] < 1.0:
@@ -119,8 +124,8 @@ def app_params(app: str, cfg: dict | None = None) -> dict:
             t = np.asarray(p["taus"], dtype=np.float64)
             if t.ndim != 1 or t.size == 0 or not np.all(np.isfinite(t)):
                 raise ValueError(f"taus must be a non-empty list of finite sigmas (px), got {p['taus']!r}")
-            p["taus"] = [float(v) for v in t]
-    return p
+            p["taus"] = tuple(float(v) for v in t)
+    return APP_CONFIGS[app](**p)
 
 
 # --------------------------------------------------------------------------- the shared estimate
@@ -227,51 +232,48 @@ def estimate_or_load(stem: str, image: np.ndarray, out_dir, model, opts=None, *,
 # --------------------------------------------------------------------------- applications
 
 
-def magnify_outputs(out: Path, stem: str, image, defocus, p: dict) -> dict[str, Path]:
-    """Writes ``<stem>_magnified.png`` (blur x ``p["factor"]``)."""
+def magnify_outputs(out: Path, stem: str, image, defocus, p: MagnifyParams) -> dict[str, Path]:
+    """Writes ``<stem>_magnified.png`` (blur x ``p.factor``)."""
     from dhde.applications import magnify_blur
 
-    img = magnify_blur(image, defocus, p["factor"], num_levels=p["num_levels"],
-                       in_focus_sigma=p["in_focus_sigma"])
+    img = magnify_blur(image, defocus, p.factor, num_levels=p.num_levels, in_focus_sigma=p.in_focus_sigma)
     return {"magnified": save_image(out / f"{stem}_magnified.png", np.asarray(img))}
 
 
-def all_in_focus_outputs(out: Path, stem: str, image, defocus, p: dict) -> dict[str, Path]:
+def all_in_focus_outputs(out: Path, stem: str, image, defocus, p: AllInFocusParams) -> dict[str, Path]:
     """Writes ``<stem>_all_in_focus.png`` (spatially varying deconvolution)."""
     from dhde.applications import all_in_focus
 
-    img = all_in_focus(image, defocus, lam=p["lam"], alpha=p["prior_alpha"],
-                       num_levels=p["num_levels"], reblur=p["reblur"])
+    img = all_in_focus(image, defocus, lam=p.lam, alpha=p.prior_alpha, num_levels=p.num_levels, reblur=p.reblur)
     return {"all_in_focus": save_image(out / f"{stem}_all_in_focus.png", np.asarray(img))}
 
 
-def depth_outputs(out: Path, stem: str, image, defocus, p: dict) -> dict[str, Path]:
+def depth_outputs(out: Path, stem: str, image, defocus, p: DepthParams) -> dict[str, Path]:
     """Writes ``<stem>_depth16.png`` (16-bit), ``<stem>_depth.ply`` and a colour preview."""
     from dhde.applications import pseudo_depth, save_depth_png, save_point_cloud_ply
 
-    depth = np.asarray(pseudo_depth(defocus, near_is_sharp=p["near_is_sharp"],
-                                    smooth_sigma=p["smooth_sigma"]))
+    depth = np.asarray(pseudo_depth(defocus, near_is_sharp=p.near_is_sharp, smooth_sigma=p.smooth_sigma))
     return {
         "depth16": save_depth_png(out / f"{stem}_depth16.png", depth),
-        "ply": save_point_cloud_ply(out / f"{stem}_depth.ply", image, depth, step=p["ply_step"],
-                                    z_scale=p["z_scale"], binary=p["ply_binary"]),
+        "ply": save_point_cloud_ply(out / f"{stem}_depth.ply", image, depth, step=p.ply_step,
+                                    z_scale=p.z_scale, binary=p.ply_binary),
         "depth_color": save_image(out / f"{stem}_depth_color.png",
                                   colorize(depth, 0.0, 1.0, cmap="viridis")),
     }
 
 
-def segment_outputs(out: Path, stem: str, image, defocus, p: dict) -> dict[str, Path]:
+def segment_outputs(out: Path, stem: str, image, defocus, p: SegmentParams) -> dict[str, Path]:
     """Writes the Eq. 13 mask, its overlay on the image and the tau-sweep figure."""
     from dhde.applications import overlay_mask, segment_blur, tau_sweep_figure
 
-    mask = np.asarray(segment_blur(defocus, p["alpha"]))
-    over = overlay_mask(image, mask, color=p["color"], alpha=p["overlay_opacity"])
-    taus = p["taus"] if p["taus"] is not None else [float(s) for s in SIGMAS]
+    mask = np.asarray(segment_blur(defocus, p.alpha))
+    over = overlay_mask(image, mask, color=p.color, alpha=p.overlay_opacity)
+    taus = p.taus if p.taus is not None else [float(s) for s in SIGMAS]
     return {
         "mask": save_image(out / f"{stem}_mask.png", mask.astype(np.float32)),
         "overlay": save_image(out / f"{stem}_overlay.png", np.asarray(over)),
         "tau_sweep": tau_sweep_figure(image, defocus, taus, out / f"{stem}_tau_sweep.png",
-                                      color=p["color"], alpha=p["overlay_opacity"]),
+                                      color=p.color, alpha=p.overlay_opacity),
     }
 
 
@@ -283,7 +285,8 @@ APP_WRITERS: dict[str, Callable] = {
 }
 
 
-def _check_pair(image: np.ndarray, defocus: np.ndarray) -> None:
+def check_pair(image: np.ndarray, defocus: np.ndarray) -> None:
+    """Raises ValueError unless the (H, W) map has the (H, W, 3) image's size and is finite."""
     if defocus.shape != image.shape[:2]:
         raise ValueError(f"defocus map {defocus.shape} and image {image.shape[:2]} differ in size")
     if not np.all(np.isfinite(defocus)):
@@ -298,7 +301,7 @@ def run_app(app: str, cfg: dict, out_dir) -> int:
       cfg: dict with ``input`` (None = built-in default input, a file, a folder, or a list),
         ``model`` (None, a model dir, ``caffe:/path``, or a DefocusModel), ``estimate_dir``,
         ``size_multiple``, ``options`` (:class:`EstimateOptions` fields) and the app's
-        parameters (:data:`APP_PARAMS`) at the top level.
+        parameters (the fields of its :data:`APP_CONFIGS` dataclass) at the top level.
       out_dir: output folder (created); ``summary.json`` lists every image, its files or error.
         Outputs are named after each input's name (:func:`dhde.cli.common.plan_inputs`: the file name
         with its extension, and a folder's relative path), so each image finds its own map.
@@ -321,7 +324,7 @@ def run_app(app: str, cfg: dict, out_dir) -> int:
             defocus, origin = estimate_or_load(stem, image, out, model, opts,
                                                estimate_dir=cfg.get("estimate_dir"),
                                                size_multiple=size_multiple)
-        _check_pair(image, defocus)
+        check_pair(image, defocus)
         paths = {"defocus_color": save_image(out / f"{stem}_defocus_color.png", colorize(defocus))}
         paths.update(APP_WRITERS[app](out, stem, image, defocus, params))
         summary[stem] = {
@@ -331,144 +334,7 @@ def run_app(app: str, cfg: dict, out_dir) -> int:
         report(f"{stem}: {app} done ({'reused ' + origin if origin != 'estimated' else 'estimated'})")
 
     def write_summary(summary):
-        atomic.write_json(out / "summary.json", {"app": app, "params": params, "images": summary}, default=str)
+        atomic.write_json(out / "summary.json", {"app": app, "params": dataclasses.asdict(params), "images": summary},
+                          default=str)
 
     return for_each_image(inputs, out, app, one, write_summary)
-
-
-# --------------------------------------------------------------------------- gallery
-
-
-def gallery_input(name: str) -> tuple[str, np.ndarray, np.ndarray | None]:
-    """A gallery input by name: ``"stereo_motorcycle"`` (the built-in rendering, with its true
-    sigma map), a scikit-image data name such as ``"chelsea"``, or an image file.
-    Returns (stem, image float32 (H, W, 3) in [0, 1], true sigma (H, W) or None)."""
-    if name == "stereo_motorcycle":
-        return default_input()
-    p = Path(name)
-    if p.suffix and p.exists():
-        return p.stem, load_image(p), None
-    import skimage.data
-
-    fn = getattr(skimage.data, name, None)
-    if fn is None or not callable(fn):
-        raise ValueError(f"gallery input {name!r} is neither a file nor a skimage.data image")
-    return name, load_image(np.asarray(fn())), None
-
-
-def gallery_panels(image: np.ndarray, defocus: np.ndarray, *, factor: float = 3.0,
-                   alpha: float = 0.3, in_focus_sigma: float = float(SIGMAS[0]),
-                   near_is_sharp: bool = True, aif: dict | None = None) -> dict[str, np.ndarray]:
-    """The six gallery panels of one image (all float32 in [0, 1] or sigma): ``input``,
-    ``defocus`` (H, W) sigma, ``mask`` (H, W) bool, ``magnified``, ``all_in_focus`` (H, W, 3)
-    and ``depth`` (H, W) in [0, 1]."""
-    from dhde.applications import all_in_focus, magnify_blur, pseudo_depth, segment_blur
-
-    _check_pair(image, defocus)
-    return {
-        "input": image,
-        "defocus": defocus,
-        "mask": np.asarray(segment_blur(defocus, alpha)),
-        "magnified": np.asarray(magnify_blur(image, defocus, factor, in_focus_sigma=in_focus_sigma)),
-        "all_in_focus": np.asarray(all_in_focus(image, defocus, **(aif or {}))),
-        "depth": np.asarray(pseudo_depth(defocus, near_is_sharp=near_is_sharp)),
-    }
-
-
-def write_gallery_figure(path, panels: dict[str, np.ndarray], *, title: str | None = None,
-                         width_px: int = 960, factor: float = 3.0, alpha: float = 0.3,
-                         max_bytes: int = 300_000) -> Path:
-    """A 2 x 3 PNG of :func:`gallery_panels`, ``width_px`` wide; re-saved with a 256-colour
-    palette when the RGB file would exceed ``max_bytes``. Returns the path."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from PIL import Image
-
-    h, w = panels["defocus"].shape
-    dpi = 100
-    fig_w = width_px / dpi
-    fig = Figure(figsize=(fig_w, fig_w / 3 * h / w * 2 + 0.7), dpi=dpi, layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(2, 3)
-    lo, hi = float(SIGMAS[0]), float(SIGMAS[-1])
-    spec = [
-        ("input", panels["input"], {}),
-        ("defocus map (sigma, px)", panels["defocus"], {"cmap": "magma", "vmin": lo, "vmax": hi}),
-        (f"blur mask (alpha {alpha:g})", panels["mask"], {"cmap": "gray", "vmin": 0, "vmax": 1}),
-        (f"blur magnified x{factor:g}", panels["magnified"], {}),
-        ("all-in-focus", panels["all_in_focus"], {}),
-        ("pseudo-depth (dark = near)", panels["depth"], {"cmap": "viridis", "vmin": 0, "vmax": 1}),
-    ]
-    for ax, (name, arr, kw) in zip(axes.ravel(), spec):
-        im = ax.imshow(np.clip(arr, 0, None) if arr.ndim == 3 else arr, interpolation="antialiased", **kw)
-        ax.set_title(name, fontsize=9)
-        ax.set_axis_off()
-        if name.startswith("defocus"):
-            fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
-    if title:
-        fig.suptitle(title, fontsize=10)
-    path = Path(path)
-    atomic.savefig(path, fig, format="png")
-    if path.stat().st_size > max_bytes:
-        with Image.open(path) as im:
-            small = im.convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT)
-        atomic.save_pil(path, small, optimize=True)
-    return path
-
-
-def run_gallery(cfg: dict, out_dir) -> list[Path]:
-    """Writes one :func:`write_gallery_figure` PNG per gallery input into ``out_dir``.
-
-    Args:
-      cfg: dict with ``inputs`` (names for :func:`gallery_input`), ``model`` (as in
-        :func:`as_model`), ``options`` (EstimateOptions fields), ``size_multiple``,
-        ``estimate_dir`` (None = always estimate; else maps are reused / cached there),
-        ``factor``, ``alpha``, ``width_px``, ``max_bytes`` and ``all_in_focus`` (kwargs).
-      out_dir: e.g. ``docs/gallery``.
-
-    Returns:
-      the paths written (``<out_dir>/<stem>.png``).
-    """
-    from dhde.config import check as cc
-    from dhde.cli.common import check_model_spec, estimate_options
-    from dhde.estimation.inference import estimate_defocus
-
-    out = Path(out_dir)
-    opts = estimate_options(cfg.get("options"))
-    check_model_spec(cfg.get("model"))
-    factor = cc.number(cfg, "factor", 3.0, lo=1.0)
-    alpha = cc.number(cfg, "alpha", 0.3, lo=0.0, hi=1.0)
-    cc.integer(cfg, "width_px", 960, lo=64)
-    cc.integer(cfg, "max_bytes", 300_000, lo=1)
-    cc.integer(cfg, "size_multiple", 32, lo=1)
-    names = cfg.get("inputs") or ["stereo_motorcycle"]
-    if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) and n for n in names):
-        raise cc.ConfigError(f"inputs must be a list of names or files, got {names!r}")
-    stems = [Path(n).stem if Path(n).suffix else n for n in names]
-    dup = sorted({x for x in stems if [t.casefold() for t in stems].count(x.casefold()) > 1})
-    if dup:
-        raise cc.ConfigError(f"inputs: several inputs would write the same gallery figure {dup}; rename one")
-    if not isinstance(cfg.get("all_in_focus") or {}, dict):
-        raise cc.ConfigError(f"all_in_focus must be a mapping of dhde.all_in_focus arguments, got {cfg['all_in_focus']!r}")
-    model = LazyModel(cfg.get("model"))
-    written = []
-    for name in names:
-        t0 = time.perf_counter()
-        stem, image, truth = gallery_input(str(name))
-        if cfg.get("estimate_dir"):
-            defocus, _ = estimate_or_load(stem, image, cfg["estimate_dir"], model, opts,
-                                          size_multiple=int(cfg.get("size_multiple", 32)))
-        else:
-            defocus = np.asarray(estimate_defocus(image, model(), options=opts,
-                                                  size_multiple=int(cfg.get("size_multiple", 32))).defocus)
-        panels = gallery_panels(image, defocus, factor=factor, alpha=alpha,
-                                aif=dict(cfg.get("all_in_focus") or {}))
-        title = f"{stem}: estimated sigma {defocus.min():.2f}-{defocus.max():.2f} px"
-        if truth is not None:
-            title += f", MAE vs the rendered sigma {np.abs(defocus - truth).mean():.3f} px"
-        path = write_gallery_figure(out / f"{stem}.png", panels, title=title, factor=factor, alpha=alpha,
-                                    width_px=int(cfg.get("width_px", 960)),
-                                    max_bytes=int(cfg.get("max_bytes", 300_000)))
-        print(f"{path} ({path.stat().st_size // 1024} KB, {time.perf_counter() - t0:.1f} s)")
-        written.append(path)
-    return written

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dhde import checks
 from dhde.data.sources import SPLITS, area_downscale, iter_source, source_entries
 
 
@@ -40,8 +41,10 @@ def make_bundle(source: str, out: str | os.PathLike, *, downscale: int = 3, seed
     from PIL import Image
     from tqdm.auto import tqdm
 
-    if not (50 <= int(quality) <= 100):
-        raise ValueError(f"quality must lie in [50, 100], got {quality!r}")
+    checks.integer(quality, "quality (JPEG)", lo=50, hi=100, where="make_bundle")
+    checks.integer(downscale, "downscale", lo=1, where="make_bundle")
+    checks.integer(seed, "seed", where="make_bundle")
+    checks.scalar(max_mib, "max_mib", lo=0.0, lo_open=True, where="make_bundle")
     out = Path(out).expanduser()
     if out.exists() and any(out.iterdir()):
         raise ValueError(f"bundle folder {str(out)!r} is not empty; choose a new one")

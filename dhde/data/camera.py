@@ -31,6 +31,8 @@ import numpy as np
 from scipy.optimize import brentq, minimize_scalar
 from scipy.special import erf
 
+from dhde import checks
+
 #: Supersampling per pixel side when integrating the disk over each pixel.
 _SUPERSAMPLE = 64
 
@@ -45,9 +47,7 @@ def disk_kernel(radius: float) -> np.ndarray:
       (2R+1, 2R+1) float64 kernel summing to 1, R = ceil(radius - 0.5). Each entry is the
       fraction of that pixel's square covered by the disk (integrated on a 64x64 sub-grid).
     """
-    radius = float(radius)
-    if not (np.isfinite(radius) and radius > 0):
-        raise ValueError(f"disk radius must be a finite number > 0 (pixels), got {radius!r}")
+    radius = checks.scalar(radius, "disk radius (pixels)", lo=0.0, lo_open=True)
     big = int(np.ceil(radius - 0.5))
     n = 2 * big + 1
     s = _SUPERSAMPLE
@@ -106,9 +106,7 @@ def disk_radius_for_sigma(sigma: float) -> float:
     Args:
       sigma: Gaussian sigma in pixels, in [0.35, 6].
     """
-    sigma = float(sigma)
-    if not (np.isfinite(sigma) and 0.35 <= sigma <= 6.0):
-        raise ValueError(f"sigma must lie in [0.35, 6] px for a disk equivalent, got {sigma!r}")
+    sigma = checks.scalar(sigma, "sigma (px, of a disk equivalent)", lo=0.35, hi=6.0)
     return float(brentq(lambda r: disk_equivalent_sigma(round(r, 6)) - sigma, 0.3, 13.0, xtol=1e-4))
 
 
@@ -146,11 +144,7 @@ class CameraConfig:
 
     def __post_init__(self):
         def num(name, lo, hi):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
-                raise TypeError(f"camera option {name} must be a number, got {v!r}")
-            if not (np.isfinite(v) and lo <= v <= hi):
-                raise ValueError(f"camera option {name} must lie in [{lo}, {hi}], got {v!r}")
+            checks.scalar(getattr(self, name), f"camera option {name}", lo=lo, hi=hi)
 
         num("gain_min", 0.01, 1.0)
         num("offset", 0.0, 0.5)
@@ -193,9 +187,12 @@ def camera_patches(patches: np.ndarray, cfg: CameraConfig, rng: np.random.Genera
     Returns:
       (M, h - 2 jpeg_margin, w - 2 jpeg_margin, 3) uint8.
     """
-    p = np.asarray(patches, np.float32)
+    p = np.asarray(checks.as_array(patches, "patches"), np.float32)
     if p.ndim != 4 or p.shape[-1] != 3:
         raise ValueError(f"patches must be (M, h, w, 3), got {p.shape}")
+    e = checks.integer(jpeg_margin, "jpeg_margin", lo=0)
+    if e not in (0,) and e < 8:
+        raise ValueError(f"jpeg_margin must be 0 or >= 8 (one JPEG block), got {jpeg_margin!r}")
     m = len(p)
     x = p * 255.0
     # draws in a fixed order (noise first: a noise-only config reproduces dhde's earlier data)
@@ -217,9 +214,6 @@ def camera_patches(patches: np.ndarray, cfg: CameraConfig, rng: np.random.Genera
         phase = rng.integers(0, 8, (m, 2))
     else:
         use_jpeg = np.zeros(m, bool)
-    e = int(jpeg_margin)
-    if e not in (0,) and e < 8:
-        raise ValueError(f"jpeg_margin must be 0 or >= 8 (one JPEG block), got {jpeg_margin!r}")
     h, w = x.shape[1] - 2 * e, x.shape[2] - 2 * e
     out = np.empty((m, h, w, 3), np.uint8)
     for i in range(m):

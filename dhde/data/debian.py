@@ -30,6 +30,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from dhde.checks import InputTypeError
+
 #: Image suffixes read from the packages (the same set as ``dhde.io.image.IMAGE_SUFFIXES`` covers).
 _SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".ppm")
 
@@ -149,7 +151,7 @@ def parse_packages(spec: str) -> tuple[str, ...]:
       ValueError: a held-out package (lomiri / ukui wallpapers) or an unsupported one.
     """
     if not isinstance(spec, str):
-        raise TypeError(f"debian source must be a string like 'opencv-doc+mate-backgrounds', got {spec!r}")
+        raise InputTypeError(f"debian source must be a string like 'opencv-doc+mate-backgrounds', got {spec!r}")
     spec = spec.strip()
     if spec in ("", "all"):
         return DEFAULT_PACKAGES

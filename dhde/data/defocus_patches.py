@@ -33,23 +33,21 @@ import hashlib
 import os
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import tensorflow_datasets as tfds
 from tqdm.auto import tqdm
 
-from dhde.data.camera import CameraConfig, camera_patches, disk_radius_for_sigma
+from dhde import checks
+from dhde.data.camera import CameraConfig
+from dhde.data.patch_sampling import image_examples, image_phases
 from dhde.data.sources import SPLITS, area_downscale, iter_source, source_entries
 from dhde.data.tfds_compat import InPackageBuilderMixin
-from dhde.filters.edges import TRAINING_THRESHOLDS, scale_map
-from dhde.filters.gaussian import gaussian_blur
-from dhde.io.image import value_channel
-from dhde.labels import NUM_LABELS, SIGMAS
-from dhde.filters.patches import CONTEXT, extract_patches
+from dhde.filters.patches import CONTEXT
+from dhde.labels import NUM_LABELS
 
-#: Radius of the authors' training blur kernel (27x27).
-BLUR_RADIUS = 13
+# The module docstring is the data set's TFDS description: kept as it was. This module holds the
+# TFDS builder (data set name ``defocus_patches``), its configs and the build / load helpers; the
+# per-photograph work (pixel choice, blurs, cutting, camera effects) is dhde.data.patch_sampling.
 
 
 @dataclasses.dataclass
@@ -98,142 +96,6 @@ class DefocusPatchesConfig(tfds.core.BuilderConfig):
     def camera(self) -> CameraConfig:
         return CameraConfig(gain_min=self.gain_min, offset=self.offset, noise=self.noise,
                             jpeg=self.jpeg, jpeg_min=self.jpeg_min, jpeg_max=self.jpeg_max)
-
-
-def choose_pixels(scales: np.ndarray, max_per_scale: int, rng: np.random.Generator):
-    """Balanced random subsample of scale-1 and scale-2 pixels.
-
-    Returns (coords (M, 2) int32 row/col, scale (M,) int32), M = 2 * min(n1, n2, max_per_scale),
-    sorted by (scale, row, col) so the result does not depend on hash order.
-    """
-    picks = []
-    n = min(int((scales == 1).sum()), int((scales == 2).sum()), max_per_scale)
-    for s in (1, 2):
-        rc = np.argwhere(scales == s)
-        if n:
-            sel = np.sort(rng.choice(len(rc), size=n, replace=False))
-            picks.append((rc[sel].astype(np.int32), np.full(n, s, np.int32)))
-    if not picks:
-        return np.zeros((0, 2), np.int32), np.zeros((0,), np.int32)
-    return np.concatenate([p[0] for p in picks]), np.concatenate([p[1] for p in picks])
-
-
-def _check_noise(noise) -> float:
-    noise = float(noise)
-    if not (np.isfinite(noise) and noise >= 0):
-        raise ValueError(f"noise must be a finite std >= 0 (grey levels), got {noise!r}")
-    return noise
-
-
-def _disk_patches(img: jax.Array, coords: jax.Array, size: int, radius: float) -> np.ndarray:
-    """(M, size, size, 3) patches of the disk-blurred image, cut without blurring the image.
-
-    Each patch is cut ``size + 2R`` wide from the sharp image (clamp indexing = replicate
-    borders) and convolved ``valid`` with the kernel: for a fraction of the work, the same
-    numbers as blurring the whole image and cutting ``size`` wherever the patch lies inside the
-    image (beyond the border the sharp image is replicated before the blur, not after).
-    """
-    from scipy.signal import fftconvolve
-
-    from dhde.data.camera import disk_kernel
-
-    k = disk_kernel(radius).astype(np.float32)
-    r = k.shape[0] // 2
-    big = np.asarray(extract_patches(img, coords, size + 2 * r), np.float32)
-    return fftconvolve(big, k[None, :, :, None], mode="valid", axes=(1, 2)).astype(np.float32)
-
-
-def blurred_context_patches(rgb: np.ndarray, coords: np.ndarray, noise: float = 0.0,
-                            rng: np.random.Generator | None = None,
-                            camera: CameraConfig | None = None, disk: float = 0.0) -> np.ndarray:
-    """(11, M, 29, 29, 3) uint8 context patches of the image blurred with each sigma.
-
-    Args:
-      rgb: (H, W, 3) float image in [0, 1].
-      coords: (M, 2) int row/col patch centres.
-      noise: largest noise std in grey levels of 255; each of the 11 x M patches gets i.i.d.
-        Gaussian noise of std ``noise * u``, u ~ U(0, 1), before it is rounded to uint8.
-        Ignored when ``camera`` is given (its ``noise`` field counts).
-      rng: source of the randomness (required when anything random is on).
-      camera: exposure, noise, 8-bit rounding and JPEG per patch (``dhde.data.camera``); None:
-        noise only.
-      disk: fraction of the patches (drawn per patch and sigma) blurred with the disk PSF of the
-        same Gaussian-equivalent sigma instead of the Gaussian.
-    """
-    camera = CameraConfig(noise=_check_noise(noise)) if camera is None else camera
-    if not (0.0 <= float(disk) <= 1.0):
-        raise ValueError(f"disk must be a fraction in [0, 1], got {disk!r}")
-    if (camera.active or disk > 0) and rng is None:
-        raise ValueError("noise, exposure, JPEG or disk blur need an rng")
-    margin = 8 if camera.jpeg > 0 else 0
-    out = []
-    img = jnp.asarray(rgb)
-    cj = jnp.asarray(coords)
-    for sigma in SIGMAS:
-        b = gaussian_blur(img, float(sigma), radius=BLUR_RADIUS)
-        p = np.array(extract_patches(b, cj, CONTEXT + 2 * margin), np.float32)
-        if disk > 0:
-            use = rng.random(len(coords)) < disk
-            if use.any():
-                p[use] = _disk_patches(img, cj[np.flatnonzero(use)], CONTEXT + 2 * margin,
-                                       disk_radius_for_sigma(float(sigma)))
-        if camera.active:
-            out.append(camera_patches(p, camera, rng, jpeg_margin=margin))
-        else:
-            out.append(np.clip(np.round(p * 255.0), 0, 255).astype(np.uint8))
-    return np.stack(out)
-
-
-def image_examples(name: str, rgb: np.ndarray, max_per_scale: int, seed: int, key: str | None = None,
-                   noise: float = 0.0, camera: CameraConfig | None = None, disk: float = 0.0,
-                   screen: bool = False):
-    """Yields (key, example) pairs for one sharp image; ``name`` is its source photograph and
-    ``key`` (default ``name``) tells apart the downscaled phases of one photograph.
-
-    ``screen``: only edge pixels that ``dhde.data.screening.sharp_edge_mask`` calls sharp.
-    """
-    key = name if key is None else key
-    h = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "little")
-    rng = np.random.default_rng([seed, h])
-    gray = value_channel(jnp.asarray(rgb))
-    scales = np.asarray(scale_map(gray, TRAINING_THRESHOLDS))
-    if screen:
-        from dhde.data.screening import sharp_edge_mask
-
-        scales = np.where(sharp_edge_mask(np.asarray(gray), scales), scales, 0)
-    coords, scale = choose_pixels(scales, max_per_scale, rng)
-    if len(coords) == 0:
-        return
-    patches = blurred_context_patches(rgb, coords, noise, rng, camera, disk)
-    for label in range(NUM_LABELS):
-        for i in range(len(coords)):
-            yield f"{key}/{label}/{i}", {
-                "patch": patches[label, i],
-                "scale": int(scale[i]),
-                "label": label,
-                "sigma": float(SIGMAS[label]),
-                "row": int(coords[i, 0]),
-                "col": int(coords[i, 1]),
-                "source": name,
-                "image": key,
-            }
-
-
-def image_phases(name: str, factor: int, phases: bool | int, seed: int = 0) -> list[tuple[int, int]]:
-    """The downscale sampling phases used for one source image (see ``DefocusPatchesConfig.phases``)."""
-    allp = [(dy, dx) for dy in range(factor) for dx in range(factor)]
-    if phases is True:
-        return allp
-    if phases is False:
-        return [(0, 0)]
-    n = int(phases)
-    if n < 1:
-        raise ValueError(f"phases must be True, False or an integer >= 1, got {phases!r}")
-    if n >= len(allp):
-        return allp
-    h = int.from_bytes(hashlib.sha256(f"{seed}:{name}".encode()).digest()[:8], "little")
-    pick = np.random.default_rng([seed, h]).choice(len(allp), n, replace=False)
-    return [allp[i] for i in sorted(pick)]
 
 
 class DefocusPatches(InPackageBuilderMixin, tfds.core.GeneratorBasedBuilder):
@@ -325,15 +187,12 @@ def make_config(
         raise ValueError(f"data.source must be a non-empty string, got {source!r}")
     slug = re.sub(r"[^A-Za-z0-9]+", "_", source).strip("_")[:40]
     h = hashlib.sha1(f"{source}|{source_data_dir}".encode()).hexdigest()[:6]
-    if isinstance(downscale, bool) or not isinstance(downscale, (int, np.integer)) or downscale < 1:
-        raise ValueError(f"data.downscale must be an integer >= 1, got {downscale!r}")
-    if isinstance(max_per_scale, bool) or not isinstance(max_per_scale, (int, np.integer)) or max_per_scale < 1:
-        raise ValueError(f"data.max_per_scale must be an integer >= 1, got {max_per_scale!r}")
-    if not isinstance(phases, (bool, int, np.integer)) or (not isinstance(phases, bool) and phases < 1):
-        raise ValueError(f"data.phases must be true, false or an integer >= 1, got {phases!r}")
-    noise = _check_noise(noise)
-    if not (isinstance(disk, (int, float)) and not isinstance(disk, bool) and 0.0 <= disk <= 1.0):
-        raise ValueError(f"data.disk must be a fraction in [0, 1], got {disk!r}")
+    checks.integer(downscale, "data.downscale", lo=1)
+    checks.integer(max_per_scale, "data.max_per_scale", lo=1)
+    if not isinstance(phases, bool):
+        checks.integer(phases, "data.phases (true, false or an integer)", lo=1)
+    noise = checks.scalar(noise, "data.noise (a std in grey levels)", lo=0.0)
+    checks.scalar(disk, "data.disk (a fraction)", lo=0.0, hi=1.0)
     CameraConfig(gain_min=gain_min, offset=offset, noise=noise, jpeg=jpeg, jpeg_min=jpeg_min,
                  jpeg_max=jpeg_max)  # validates
     ph = "p" if phases is True else "" if phases is False else f"p{int(phases)}"

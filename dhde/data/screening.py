@@ -27,6 +27,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
+from dhde import checks
+
 #: Screening thresholds (measured; see the module docstring).
 RULES = {
     "min_side": 96,          # px after downscaling: smaller images give too few patches
@@ -61,7 +63,8 @@ def reblur_sigma(gray: np.ndarray, s0: float = 1.0) -> np.ndarray:
       (H, W) float32 sigma estimates, s0 / sqrt(max(R^2 - 1, 1e-6)) with R = |grad I| / |grad
       (I * G_s0)|, gradients by central differences. Large where there is no edge.
     """
-    gray = np.asarray(gray, np.float64)
+    gray = np.asarray(checks.as_array(gray, "gray", "reblur_sigma"), np.float64)
+    s0 = checks.scalar(s0, "s0 (px)", lo=0.0, lo_open=True, where="reblur_sigma")
     if gray.ndim != 2:
         raise ValueError(f"reblur_sigma expects an (H, W) image, got shape {gray.shape}")
     g1 = np.hypot(*np.gradient(gray))
@@ -71,7 +74,13 @@ def reblur_sigma(gray: np.ndarray, s0: float = 1.0) -> np.ndarray:
 
 
 def sharp_edge_mask(gray: np.ndarray, scales: np.ndarray, max_sigma: float = RULES["max_sigma"]) -> np.ndarray:
-    """(H, W) bool: edge pixels (``scales > 0``) whose re-blur estimate is at most ``max_sigma``."""
+    """(H, W) bool: edge pixels (``scales > 0``) whose re-blur estimate is at most ``max_sigma``.
+
+    Args:
+      gray: (H, W) float image. scales: (H, W) int scale map (0 = no edge).
+      max_sigma: the largest re-blur sigma (px) that counts as sharp, > 0.
+    """
+    max_sigma = checks.scalar(max_sigma, "max_sigma (px)", lo=0.0, lo_open=True, where="sharp_edge_mask")
     if np.shape(gray) != np.shape(scales):
         raise ValueError(f"gray {np.shape(gray)} and scales {np.shape(scales)} differ in shape")
     return (np.asarray(scales) > 0) & (reblur_sigma(gray) <= max_sigma)

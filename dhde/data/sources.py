@@ -21,6 +21,7 @@ from typing import Iterator
 
 import numpy as np
 
+from dhde import checks
 from dhde.io.image import IMAGE_SUFFIXES, load_image
 
 #: Photographs shipped inside the scikit-image wheel, by split. Only sharp ones: measured with
@@ -54,8 +55,7 @@ def area_downscale(rgb: np.ndarray, factor: int, phase: tuple[int, int] = (0, 0)
     Returns:
       float32 (H', W', C) with H' = (H - phase[0]) // factor, W' likewise.
     """
-    if not isinstance(factor, (int, np.integer)) or factor < 1:
-        raise ValueError(f"downscale factor must be an integer >= 1, got {factor!r}")
+    factor = checks.integer(factor, "downscale factor", lo=1, where="area_downscale")
     dy, dx = phase
     if not (0 <= dy < factor and 0 <= dx < factor):
         raise ValueError(f"phase {phase} must lie in [0, {factor})")

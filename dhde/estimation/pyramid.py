@@ -209,31 +209,6 @@ def _representatives(mask_k, k, shape):
     return jnp.zeros(shape, jnp.bool_).at[rows[:, None], cols[None, :]].max(mask_k)
 
 
-@partial(jax.jit, static_argnames=("sigma",))
-def scale_map_absolute(gray, thresholds, sigma, reference):
-    """The paper's two-scale edge map (``dhde.filters.edges``) with thresholds relative to a given
-    gradient magnitude ``reference`` (e.g. level 0's maximum) instead of this image's own
-    maximum. gray (H, W) float32; thresholds (S, 2) float32; returns int32 (H, W) in 0..S."""
-    from dhde.filters.edges import _hysteresis_impl, _local_maxima, _smooth_gradient_impl
-
-    gx, gy = _smooth_gradient_impl(gray, sigma)
-    mag = jnp.hypot(gx, gy) / jnp.maximum(reference, 1e-12)
-    maxima = _local_maxima(gx, gy, mag)
-    scales = jnp.zeros(gray.shape, jnp.int32)
-    for k in range(thresholds.shape[0]):
-        edge = _hysteresis_impl(maxima & (mag > thresholds[k, 0]), mag > thresholds[k, 1])
-        scales = jnp.maximum(scales, jnp.where(edge, k + 1, 0))
-    return scales
-
-
-def max_gradient(gray, sigma):
-    """Maximum derivative-of-Gaussian gradient magnitude of (H, W) ``gray`` (as Canny's)."""
-    from dhde.filters.edges import _smooth_gradient_impl
-
-    gx, gy = _smooth_gradient_impl(gray, sigma)
-    return jnp.max(jnp.hypot(gx, gy))
-
-
 def coverage(covered, k_next_shape, margin: int = 1):
     """Level-(k+1) pixels whose 2x2 parent block at level k, widened by ``margin`` level-k px,
     holds a covered (unsaturated) level-k estimate. covered: (H_k, W_k) bool."""

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from dhde import checks
 from dhde.labels import NUM_LABELS, label_to_sigma
 
 #: Confidence given to seed points (the authors' code): 1 / NUM_LABELS, a uniform guess.
@@ -29,27 +30,13 @@ SEED_CONFIDENCE = 1.0 / NUM_LABELS
 MIN_DISTANCE = 27
 
 
-def _is_concrete(x) -> bool:
-    return not isinstance(x, jax.core.Tracer)
-
-
-def _as_array(x):
-    return x if hasattr(x, "shape") else np.asarray(x)
-
-
-def _check_shape(shape) -> tuple[int, int]:
-    try:
-        h, w = (int(s) for s in shape)
-    except (TypeError, ValueError):
-        raise ValueError(f"shape must be a pair (H, W) of ints, got {shape!r}") from None
-    if h < 1 or w < 1:
-        raise ValueError(f"shape must be positive, got {shape!r}")
-    return h, w
+def _arr(x):
+    return checks.as_array(x, "input")
 
 
 def _check_points(probabilities, coords, valid, shape, what: str):
     """Validates (N, 11) probabilities, (N, 2) int coords, (N,) bool valid against ``shape``."""
-    probabilities, coords, valid = _as_array(probabilities), _as_array(coords), _as_array(valid)
+    probabilities, coords, valid = _arr(probabilities), _arr(coords), _arr(valid)
     if probabilities.ndim != 2 or probabilities.shape[1] != NUM_LABELS:
         raise ValueError(
             f"{what}probabilities must have shape (N, {NUM_LABELS}), got {tuple(probabilities.shape)}"
@@ -65,13 +52,13 @@ def _check_points(probabilities, coords, valid, shape, what: str):
         raise ValueError(
             f"{what}valid must be a bool array of shape ({n},), got {valid.dtype} {tuple(valid.shape)}"
         )
-    if _is_concrete(probabilities):
+    if checks.is_concrete(probabilities):
         p = np.asarray(probabilities, np.float32)
         if not np.all(np.isfinite(p)):
             raise ValueError(f"{what}probabilities contain NaN or infinite values")
         if p.size and (p.min() < 0 or p.max() > 1):
             raise ValueError(f"{what}probabilities must lie in [0, 1], got range [{p.min()}, {p.max()}]")
-    if _is_concrete(coords) and _is_concrete(valid):
+    if checks.is_concrete(coords) and checks.is_concrete(valid):
         c = np.asarray(coords)[np.asarray(valid)]
         h, w = shape
         if c.size and ((c < 0).any() or (c[:, 0] >= h).any() or (c[:, 1] >= w).any()):
@@ -134,7 +121,7 @@ def sparse_defocus_map(probabilities, coords, valid, shape,
     Valid coordinates must be inside the image and distinct (checked on concrete input; under
     jax.jit out-of-range points are dropped and duplicates keep an unspecified one).
     """
-    shape = _check_shape(shape)
+    shape = checks.shape_pair(shape)
     probabilities, coords, valid = _check_points(probabilities, coords, valid, shape, "")
     return _sparse_map(probabilities, coords, valid, shape=shape, value=value)
 
@@ -179,16 +166,15 @@ def random_seed_points(key, mask, n_seeds: int, *, min_distance: int = MIN_DISTA
     Deterministic for a given key. Classify patches at the valid points like edge patches and
     merge them with :func:`add_seed_points`.
     """
-    mask = _as_array(mask)
+    mask = _arr(mask)
     if mask.ndim != 2 or mask.dtype != jnp.bool_:
         raise ValueError(f"mask must be a 2-D bool array, got {mask.dtype} {tuple(mask.shape)}")
     for name, v in (("n_seeds", n_seeds), ("min_distance", min_distance)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
-            raise ValueError(f"{name} must be a non-negative int, got {v!r}")
+        checks.integer(v, name, lo=0)
     if n_seeds > mask.shape[0] * mask.shape[1]:
         raise ValueError(f"n_seeds ({n_seeds}) exceeds the number of pixels {mask.shape[0] * mask.shape[1]}")
     if density is not None:
-        if _is_concrete(density):
+        if checks.is_concrete(density):
             dv = np.asarray(density)
             if dv.shape != () or not np.isfinite(dv) or dv < 0:
                 raise ValueError(f"density must be a finite scalar >= 0, got {density!r}")
@@ -208,7 +194,8 @@ def _add_seeds(sparse, confidence, mask, probabilities, coords, valid, seed_conf
 
 
 def add_seed_points(
-    sparse, confidence, mask, seed_probabilities, seed_coords, seed_valid, *, seed_confidence: float = SEED_CONFIDENCE
+    sparse, confidence, mask, seed_probabilities, seed_coords, seed_valid, *, seed_confidence: float = SEED_CONFIDENCE,
+    value: str = "argmax",
 ):
     """Merges classified seed points into the sparse maps (existing sparse points are kept).
 
@@ -217,12 +204,13 @@ def add_seed_points(
       seed_probabilities: (S, 11) class probabilities of the seed patches, in [0, 1].
       seed_coords: (S, 2) int [row, col]; seed_valid: (S,) bool (from :func:`random_seed_points`).
       seed_confidence: confidence I_C given to every seed, default 1/11 (the authors' code).
+      value: a seed's sigma from its probabilities, as :func:`point_sigma` ("argmax" or "mean").
 
     Returns:
       (sparse, confidence, mask) with the seeds added: sigma of the arg-max label, confidence
       ``seed_confidence``; seeds falling on existing sparse points are ignored.
     """
-    sparse, confidence, mask = _as_array(sparse), _as_array(confidence), _as_array(mask)
+    sparse, confidence, mask = _arr(sparse), _arr(confidence), _arr(mask)
     if sparse.ndim != 2 or confidence.shape != sparse.shape or mask.shape != sparse.shape:
         raise ValueError(
             f"sparse, confidence and mask must share one (H, W) shape, got "
@@ -230,9 +218,9 @@ def add_seed_points(
         )
     if mask.dtype != jnp.bool_:
         raise TypeError(f"mask must be a bool array, got dtype {mask.dtype}")
-    shape = _check_shape(sparse.shape)
+    shape = checks.shape_pair(sparse.shape)
     probabilities, coords, valid = _check_points(seed_probabilities, seed_coords, seed_valid, shape, "seed_")
-    if _is_concrete(seed_confidence) and not 0.0 <= float(seed_confidence) <= 1.0:
+    if checks.is_concrete(seed_confidence) and not 0.0 <= float(seed_confidence) <= 1.0:
         raise ValueError(f"seed_confidence must lie in [0, 1], got {seed_confidence!r}")
     return _add_seeds(
         jnp.asarray(sparse, jnp.float32),
@@ -242,4 +230,5 @@ def add_seed_points(
         coords,
         valid,
         jnp.asarray(seed_confidence, jnp.float32),
+        value=value,
     )

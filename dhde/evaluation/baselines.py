@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dhde import checks
 from dhde.io.image import value_channel
 
 #: Side of the averaging window in pixels.
@@ -60,17 +61,16 @@ def laplacian_baseline(image, window: int = DEFAULT_WINDOW, eps: float = DEFAULT
     Returns:
       float32 (H, W), unitless score in about [-log(16 + eps), -log(eps)].
     """
-    arr = np.asarray(image)
+    arr = np.asarray(checks.as_array(image, "image", "laplacian_baseline"))
     if arr.ndim != 3 or arr.shape[-1] != 3:
         raise ValueError(f"laplacian_baseline expects an (H, W, 3) RGB image, got shape {arr.shape}")
     if arr.shape[0] < 3 or arr.shape[1] < 3:
         raise ValueError(f"image is {arr.shape[0]}x{arr.shape[1]}; at least 3x3 is needed")
-    if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window < 1 or window % 2 == 0:
-        raise ValueError(f"window must be an odd positive int, got {window!r}")
-    if not (eps > 0 and np.isfinite(eps)):
-        raise ValueError(f"eps must be a positive finite number, got {eps}")
-    if np.issubdtype(arr.dtype, np.integer):
-        raise TypeError("laplacian_baseline expects a float image in [0, 1]; use dhde.load_image")
+    window = checks.integer(window, "window", lo=1, odd=True, where="laplacian_baseline")
+    checks.scalar(eps, "eps", lo=0.0, lo_open=True, where="laplacian_baseline")
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise checks.InputTypeError(
+            f"laplacian_baseline expects a float image in [0, 1], got dtype {arr.dtype}; use dhde.load_image")
     if not np.all(np.isfinite(arr)):
         raise ValueError("image contains NaN or infinite values")
     if int(window) // 2 >= min(arr.shape[:2]):

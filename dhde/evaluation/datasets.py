@@ -37,6 +37,7 @@ from typing import Iterator
 import numpy as np
 import tensorflow_datasets as tfds
 
+from dhde import checks
 from dhde.evaluation import metrics, synthetic
 from dhde.io.image import load_image
 from dhde.data.tfds_compat import InPackageBuilderMixin
@@ -361,8 +362,7 @@ def build_data_source(kind: str, data_dir: PathLike, root: PathLike | None = Non
     Returns:
       a ``tfds`` ``ArrayRecordDataSource`` (``len``, ``[i]`` -> record dict of NumPy arrays).
     """
-    if kind not in BUILDERS:
-        raise ValueError(f"kind must be one of {sorted(BUILDERS)}, got {kind!r}")
+    checks.choice(kind, "kind", tuple(BUILDERS), where="build_data_source")
     if kind != "stereo_motorcycle":
         _root(root, kind)
     builder = BUILDERS[kind](root=root, data_dir=data_dir, **kwargs)

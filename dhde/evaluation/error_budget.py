@@ -3,7 +3,7 @@
 The full-map MAE mixes three sources: the classifier's error at the sparse points, the
 propagation's error between them, and pixels so far from any sparse point that the
 propagation has nothing to go on. :func:`sigma_error_budget` separates them for one
-:class:`dhde.estimation.inference.DefocusResult`:
+:class:`dhde.estimation.options.DefocusResult`:
 
 * ``sparse_mae``: MAE of the sparse sigma at the points that carry one (the classifier);
 * ``filtered_mae``: the same after the probability-joint bilateral filter;
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from dhde import checks
 from dhde.evaluation.metrics import sigma_mae
 
 #: Pixels farther than this from every sparse point count as "far" (px, Euclidean).
@@ -28,11 +29,11 @@ def sigma_error_budget(result, sigma_gt, options, *, far: float = FAR) -> dict[s
     """Error decomposition of one estimate against a ground-truth sigma map.
 
     Args:
-      result: a :class:`dhde.estimation.inference.DefocusResult` (``defocus``, ``sparse``, ``filtered``,
+      result: a :class:`dhde.estimation.options.DefocusResult` (``defocus``, ``sparse``, ``filtered``,
         ``mask``, ``guidance``), of one (H, W) image.
       sigma_gt: (H, W) finite ground-truth sigma in pixels.
-      options: the :class:`dhde.estimation.inference.EstimateOptions` the result was made with (gamma,
-        eps, tol, maxiter, preconditioner and clip, up to ``inference.output_ceiling``, are
+      options: the :class:`dhde.estimation.options.EstimateOptions` the result was made with (gamma,
+        eps, tol, maxiter, preconditioner and clip, up to ``dhde.estimation.options.output_ceiling``, are
         reused for the oracle solve).
       far: distance in pixels beyond which a pixel counts as far from the sparse points (> 0).
 
@@ -46,19 +47,15 @@ def sigma_error_budget(result, sigma_gt, options, *, far: float = FAR) -> dict[s
     from scipy import ndimage
 
     from dhde.propagation import solver as propagation
-    from dhde.estimation.inference import output_ceiling
+    from dhde.estimation.options import output_ceiling
     from dhde.labels import SIGMA_MIN
 
-    gt = np.asarray(sigma_gt, np.float32)
+    where = "sigma_error_budget"
     mask = np.asarray(result.mask, bool)
-    if gt.ndim != 2 or gt.shape != mask.shape:
-        raise ValueError(f"sigma_gt must be (H, W) = {mask.shape} like the result, got {gt.shape}")
-    if not np.all(np.isfinite(gt)):
-        raise ValueError("sigma_gt contains NaN or infinite values")
+    gt = checks.sigma_map(sigma_gt, where, "sigma_gt", shape=mask.shape, nonnegative=False)
     if not mask.any():
-        raise ValueError("the result has no sparse points (empty mask)")
-    if not far > 0:
-        raise ValueError(f"far must be > 0, got {far}")
+        raise ValueError(f"{where}: the result has no sparse points (empty mask)")
+    checks.scalar(far, "far (px)", lo=0.0, lo_open=True, where=where)
     d = np.asarray(result.defocus, np.float32)
     sparse = np.asarray(result.sparse, np.float32)
     filtered = np.asarray(result.filtered, np.float32)

@@ -13,6 +13,7 @@ from typing import Mapping
 
 import numpy as np
 
+from dhde import checks
 from dhde.io import atomic
 from dhde.evaluation import metrics
 
@@ -93,7 +94,7 @@ def write_report(results: Mapping[str, Mapping], out_dir: str | os.PathLike,
       results: ``{method name: {metric: value}}``; scalar values become table columns (see
         :data:`COLUMNS` for the usual keys: ``accuracy``, ``best_accuracy``, ``max_f``, ``mae``,
         ``sigma_mae``, ``n_images``), ``precision`` / ``recall`` arrays become the PR figure.
-        The dict from :func:`dhde.evaluation.metrics.evaluate_blur_detection` fits as a value.
+        The dict from :func:`dhde.evaluation.pr_curves.evaluate_blur_detection` fits as a value.
       out_dir: created if needed.
       title: Markdown heading. notes: optional Markdown paragraph under the table.
 
@@ -137,12 +138,13 @@ def side_by_side_panel(image, defocus, mask, gt, path: str | os.PathLike, *,
     Returns:
       the path written.
     """
-    img = np.asarray(image)
+    img = np.asarray(checks.as_array(image, "image", "side_by_side_panel"))
     if img.ndim != 3 or img.shape[-1] != 3:
         raise ValueError(f"image must be (H, W, 3), got {img.shape}")
     if img.dtype == np.uint8:
         img = img.astype(np.float32) / 255.0
-    d = metrics._as_map(defocus, "defocus")
+    alpha = metrics.check_alpha(alpha)
+    d = metrics.as_map(defocus, "defocus")
     if d.shape != img.shape[:2]:
         raise ValueError(f"defocus {d.shape} does not match image {img.shape[:2]}")
     m = metrics.segment(d, alpha) if mask is None else metrics.as_binary_mask(mask, "mask")
@@ -162,7 +164,7 @@ def side_by_side_panel(image, defocus, mask, gt, path: str | os.PathLike, *,
             panels.append(("ground truth", metrics.as_binary_mask(g),
                            {"cmap": "gray", "vmin": 0, "vmax": 1}))
         else:
-            panels.append(("ground truth", metrics._as_map(g, "gt"), {"cmap": cmap, "vmin": lo, "vmax": hi}))
+            panels.append(("ground truth", metrics.as_map(g, "gt"), {"cmap": cmap, "vmin": lo, "vmax": hi}))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     h, w = d.shape

@@ -21,10 +21,13 @@ Methods are callables ``image (H, W, 3) float32 in [0, 1] -> map (H, W)`` (large
 blurred), or ``-> result`` with a ``.defocus`` map: ``dhde`` (:func:`dhde.estimate_defocus`, its
 whole result, sigma in px; on the sigma data sets it also gets the error budget of
 :mod:`dhde.evaluation.error_budget`: sparse / filtered / oracle / far-from-edge MAE),
-``dhde_prob`` (:func:`dhde.estimation.inference.blur_probability` of the same estimate, P(sigma > tau), a
+``dhde_prob`` (:func:`dhde.estimation.probability.blur_probability` of the same estimate, P(sigma > tau), a
 0-1 map; blur detection only) and ``laplacian``
 (:func:`dhde.evaluation.baselines.laplacian_baseline`, a unitless score; for the sigma data sets
 it is read as sigma by min-max rescaling onto a fixed range, default the label range 0.5-2.0 px).
+
+Scoring one data set (:func:`evaluate_dataset`, the metric accumulators, the panels) lives in
+:mod:`dhde.evaluation.scoring`; this module picks data sets and methods and writes the outputs.
 
 Outputs of :func:`run_evaluation` in ``out_dir``: ``report.md`` (one table row per
 ``dataset / method``), ``precision_recall.png`` (CUHK curves), ``results.json`` (scalars and
@@ -35,33 +38,31 @@ from __future__ import annotations
 
 import json
 import time
-import traceback
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Mapping
+from typing import Iterable, Iterator, Mapping
 
 import numpy as np
 
+from dhde import checks
 from dhde.io import atomic
-from dhde.evaluation import datasets, metrics
-from dhde.evaluation.error_budget import FAR, sigma_error_budget
-from dhde.evaluation.report import side_by_side_panel, write_report
+from dhde.evaluation import datasets, metrics, pr_curves
+from dhde.evaluation.error_budget import FAR
+from dhde.evaluation.report import write_report
+from dhde.evaluation.scoring import (  # noqa: F401  (re-exported: the run's vocabulary)
+    DATASETS,
+    DETECTION_ONLY,
+    SIGMA_DATASETS,
+    SIGMA_METHODS,
+    Method,
+    evaluate_dataset,
+)
 
-DATASETS = ("cuhk", "rtf", "synthetic", "synthetic_wide")
 METHODS = ("dhde", "dhde_prob", "laplacian")
-#: Methods whose map is a sigma in px (the paper's absolute-threshold PR applies).
-SIGMA_METHODS = ("dhde",)
-#: Methods that only make sense for blur detection (not scored on the sigma data sets).
-DETECTION_ONLY = ("dhde_prob",)
 #: The wide-range synthetic scene's default sigma range (px).
 WIDE_RANGE = (0.5, 6.0)
 LOADERS = ("tfds", "direct")
 #: Repository root (an editable install): the reference data sits at ROOT/../shared/data.
 ROOT = Path(__file__).resolve().parents[2]
-SIGMA_DATASETS = ("rtf", "synthetic", "synthetic_wide")
-
-Method = Callable[[np.ndarray], object]  # -> (H, W) map, or a result with .defocus
-#: Metrics shown in a panel's title.
-_TITLE_KEYS = ("accuracy", "best_accuracy", "mae", "f_05", "sigma_mae", "oracle_mae")
 
 
 def default_root(name: str) -> Path | None:
@@ -88,12 +89,10 @@ def load_examples(name: str, *, root=None, loader: str = "tfds", data_dir=None, 
         noise std in grey levels of 255).
       limit: at most this many examples (in name order); None = all.
     """
-    if name not in DATASETS:
-        raise ValueError(f"unknown data set {name!r}; choose from {DATASETS}")
-    if loader not in LOADERS:
-        raise ValueError(f"loader must be one of {LOADERS}, got {loader!r}")
-    if limit is not None and (isinstance(limit, bool) or int(limit) < 1):
-        raise ValueError(f"limit must be >= 1 or None, got {limit!r}")
+    checks.choice(name, "data set name", DATASETS, where="load_examples")
+    checks.choice(loader, "loader", LOADERS, where="load_examples")
+    if limit is not None:
+        checks.integer(limit, "limit", lo=1, where="load_examples")
     pattern = pattern or datasets.CUHK_PATTERN
     if name == "synthetic_wide":
         name = "synthetic"
@@ -131,10 +130,11 @@ def make_methods(names: Iterable[str], model=None, options=None, *, size_multipl
                  window: int = 15, blur_tau: float | None = None) -> dict[str, Method]:
     """``{name: image -> map}`` for ``"dhde"`` (the given DefocusModel, or a zero-argument
     callable returning one, resolved on first use), ``"dhde_prob"`` (the blur probability
-    P(sigma > ``blur_tau``) of the same estimate; None = ``inference.DEFAULT_BLUR_TAU``) and
+    P(sigma > ``blur_tau``) of the same estimate; None = ``probability.DEFAULT_BLUR_TAU``) and
     ``"laplacian"`` (window ``window``). ``dhde`` and ``dhde_prob`` share one estimate per image."""
     from dhde.evaluation.baselines import laplacian_baseline
-    from dhde.estimation.inference import DEFAULT_BLUR_TAU, blur_probability, estimate_defocus
+    from dhde.estimation.inference import estimate_defocus
+    from dhde.estimation.probability import DEFAULT_BLUR_TAU, blur_probability
     from dhde.model.network import DefocusModel
 
     last: list = [None, None]  # (image, result) of the latest estimate
@@ -155,167 +155,10 @@ def make_methods(names: Iterable[str], model=None, options=None, *, size_multipl
         elif n == "laplacian":
             methods[n] = lambda image: np.asarray(laplacian_baseline(image, window=window))
         else:
-            raise ValueError(f"unknown method {n!r}; choose from {METHODS}")
+            checks.choice(n, "method", METHODS, where="make_methods")
     if not methods:
         raise ValueError("no method to evaluate")
     return methods
-
-
-class _BlurDetection:
-    """Streaming CUHK metrics of one method (keeps per-image numbers and PR counts only)."""
-
-    def __init__(self, alpha, n_thresholds, beta2, average, sigma_taus=None):
-        self.alpha, self.beta2, self.average = alpha, beta2, average
-        self.pr = metrics.PrecisionRecallAccumulator(n_thresholds)
-        self.sigma_taus = sigma_taus  # the paper's absolute thresholds (px); None: not a sigma map
-        self.sigma_pr: list = []
-        self.per_image: dict[str, dict] = {}
-
-    def update(self, name, d, gt) -> dict:
-        d = np.asarray(d, np.float64)
-        c = self.pr.update(d, gt)
-        lit = metrics.binary_scores(d, gt, metrics.LITERATURE_THRESHOLD, self.beta2)
-        r = {"accuracy": metrics.segmentation_accuracy(d, gt, self.alpha),
-             "best_accuracy": float((c.tp + c.tn).max() / gt.size),
-             "mae": lit["mae"], "f_05": lit["f"], "iou": lit["iou"]}
-        if self.sigma_taus is not None:
-            self.sigma_pr.append(metrics.precision_recall_from_counts(
-                metrics.sigma_threshold_counts(d, gt, self.sigma_taus)))
-        self.per_image[name] = r
-        return r
-
-    def summary(self) -> dict:
-        if not self.per_image:
-            return {"n_images": 0}
-        p, r, t = self.pr.curve(self.average)
-        rows = self.per_image.values()
-        out = {
-            "accuracy": float(np.mean([x["accuracy"] for x in rows])),
-            "best_accuracy": float(np.mean([x["best_accuracy"] for x in rows])),
-            "max_f": metrics.max_f_measure(p, r, self.beta2),
-            "mae": float(np.mean([x["mae"] for x in rows])),
-            "f_05": float(np.mean([x["f_05"] for x in rows])),
-            "iou": float(np.mean([x["iou"] for x in rows])),
-        }
-        if self.sigma_pr:
-            sp = np.mean([x[0] for x in self.sigma_pr], axis=0)
-            sr = np.mean([x[1] for x in self.sigma_pr], axis=0)
-            out["sigma_max_f"] = metrics.max_f_measure(sp, sr, self.beta2)
-        return {**out, "n_images": len(self.per_image), "precision": p, "recall": r, "thresholds": t}
-
-
-class _SigmaError:
-    def __init__(self):
-        self.per_image: dict[str, dict] = {}
-
-    def update(self, name, d, gt) -> dict:
-        r = {"sigma_mae": metrics.sigma_mae(d, gt)}
-        self.per_image[name] = r
-        return r
-
-    def summary(self) -> dict:
-        if not self.per_image:
-            return {"n_images": 0}
-        rows = list(self.per_image.values())
-        out = {}
-        for k in dict.fromkeys(k for r in rows for k in r):  # sigma_mae first, then the budget
-            v = np.array([r.get(k, np.nan) for r in rows], np.float64)  # far_mae may be NaN
-            out[k] = float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
-        return {**out, "n_images": len(rows)}
-
-
-def evaluate_dataset(name: str, examples: Iterable[Mapping], methods: Mapping[str, Method], *,
-                     panel_dir=None, max_panels: int | None = 8, alpha: float = metrics.DEFAULT_ALPHA,
-                     n_thresholds: int = metrics.DEFAULT_N_THRESHOLDS, beta2: float = metrics.DEFAULT_BETA2,
-                     average: str = "images", baseline_sigma_range=(0.5, 2.0),
-                     budget_options=None, progress: bool = True) -> tuple[dict, dict, list]:
-    """Runs every method on every example and scores it.
-
-    Args:
-      name: data set name (``cuhk``: mask metrics; ``rtf`` / ``synthetic`` / ``synthetic_wide``:
-        sigma MAE; the blur-detection-only methods of :data:`DETECTION_ONLY` are skipped there).
-      examples: dicts with ``image``, ``name`` and ``mask`` (cuhk) or ``sigma_map``.
-      methods: ``{method: image -> map}``; for sigma data sets every method except ``dhde`` is a
-        score and is min-max rescaled onto ``baseline_sigma_range`` before scoring.
-      panel_dir: where ``<name>_<method>.png`` side-by-side panels go (None = no panels).
-      max_panels: panels for the first this many images (None = all).
-      budget_options: the EstimateOptions of the ``dhde`` results; on sigma data sets a method
-        that returns a result with sparse points then also gets
-        :func:`~dhde.evaluation.error_budget.sigma_error_budget` (None = no budget).
-
-    Returns:
-      (``{method: summary metrics}``, ``{method: {image: metrics}}``, failures as a list of
-      ``{"name", "method", "error"}``). A method failing on an image is recorded and skipped.
-    """
-    from tqdm.auto import tqdm
-
-    from dhde.labels import SIGMAS
-
-    sigma_units = name in SIGMA_DATASETS
-    if sigma_units:
-        methods = {m: f for m, f in methods.items() if m not in DETECTION_ONLY}
-    acc = {m: (_SigmaError() if sigma_units else _BlurDetection(
-        alpha, n_thresholds, beta2, average, SIGMAS if m in SIGMA_METHODS else None)) for m in methods}
-    failures = []
-    for i, ex in enumerate(tqdm(examples, desc=name, unit="img", disable=not progress)):
-        image, ex_name = np.asarray(ex["image"], np.float32), str(ex["name"])
-        gt = ex["sigma_map"] if sigma_units else ex["mask"]
-        for m, fn in methods.items():
-            try:
-                out = fn(image)
-                d = np.asarray(getattr(out, "defocus", out), np.float32)
-                if d.shape != image.shape[:2]:
-                    raise ValueError(f"{m} returned a {d.shape} map for a {image.shape[:2]} image")
-                if not np.all(np.isfinite(d)):
-                    raise ValueError(f"{m} returned a map with NaN or infinite values")
-                if sigma_units and m != "dhde":
-                    d = metrics.rescale_map(d, baseline_sigma_range)
-                r = acc[m].update(ex_name, d, gt)  # the per-image record, kept by acc[m]
-                if sigma_units and budget_options is not None and hasattr(out, "mask"):
-                    r.update(sigma_error_budget(out, gt, budget_options))
-                if panel_dir is not None and (max_panels is None or i < int(max_panels)):
-                    score = ", ".join(f"{k} {v:.3f}" for k, v in r.items() if k in _TITLE_KEYS)
-                    kw = {}
-                    if sigma_units:
-                        kw = {"vmin": float(min(d.min(), gt.min())), "vmax": float(max(d.max(), gt.max()))}
-                    side_by_side_panel(image, d, None, gt, Path(panel_dir) / f"{ex_name}_{m}.png",
-                                       alpha=alpha, title=f"{name} {ex_name}: {m} ({score})", **kw)
-                    if hasattr(out, "level") and int(np.max(np.asarray(out.level))) > 0:
-                        _level_panel(image, out, Path(panel_dir) / f"{ex_name}_{m}_levels.png",
-                                     f"{name} {ex_name}: pyramid level of each sparse point")
-            except Exception as e:  # report and go on
-                failures.append({"name": ex_name, "method": m, "error": f"{type(e).__name__}: {e}"})
-                print(f"FAILED {name}/{ex_name} ({m}): {type(e).__name__}: {e}")
-                if not isinstance(e, (ValueError, TypeError)):
-                    traceback.print_exc()
-    return ({m: a.summary() for m, a in acc.items()}, {m: a.per_image for m, a in acc.items()}, failures)
-
-
-def _level_panel(image, result, path: Path, title: str) -> Path:
-    """PNG: the image and the pyramid level each sparse point took (dilated for visibility)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from scipy import ndimage
-
-    level = np.asarray(result.level)
-    n = int(level.max()) + 1
-    shown = ndimage.grey_dilation(level, size=(3, 3))
-    shown = np.ma.masked_less(shown, 0)
-    fig = Figure(figsize=(9, 3.6), dpi=100, layout="constrained")
-    FigureCanvasAgg(fig)
-    a, b = fig.subplots(1, 2)
-    a.imshow(image)
-    a.set_title("image", fontsize=9)
-    a.set_axis_off()
-    b.imshow(image.mean(-1), cmap="gray", alpha=0.5)
-    im = b.imshow(shown, cmap="viridis", vmin=0, vmax=max(n - 1, 1), interpolation="nearest")
-    b.set_title(", ".join(f"level {k}: {int(np.sum(level == k))}" for k in range(n)), fontsize=8)
-    b.set_axis_off()
-    fig.colorbar(im, ax=b, fraction=0.046, pad=0.04, ticks=list(range(n)))
-    fig.suptitle(title, fontsize=9)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png")
-    return path
 
 
 #: Issue 12's targets: (row, metric, "<=" or ">=", goal, protocol).
@@ -366,7 +209,7 @@ def run_evaluation(cfg: Mapping, out_dir) -> dict:
       CUHK), as written to ``report.md``.
     """
     from dhde.cli.apps import LazyModel
-    from dhde.estimation.inference import EstimateOptions
+    from dhde.estimation.options import EstimateOptions
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -374,9 +217,7 @@ def run_evaluation(cfg: Mapping, out_dir) -> dict:
     bad = [n for n in names if n not in DATASETS]
     if bad:
         raise ValueError(f"unknown data sets {bad}; choose from {DATASETS}")
-    loader = cfg.get("loader", "tfds")
-    if loader not in LOADERS:
-        raise ValueError(f"loader must be one of {LOADERS}, got {loader!r}")
+    loader = checks.choice(cfg.get("loader", "tfds"), "loader", LOADERS, where="run_evaluation")
     base = dict(cfg.get("baseline") or {})
     opts = EstimateOptions(**(cfg.get("options") or {}))
     methods = make_methods(cfg.get("methods") or METHODS, LazyModel(cfg.get("model")), opts,
@@ -407,7 +248,7 @@ def run_evaluation(cfg: Mapping, out_dir) -> dict:
         summ, per, fail = evaluate_dataset(
             name, examples, methods, panel_dir=out / "panels" / name, max_panels=cfg.get("max_panels", 8),
             alpha=float(cfg.get("alpha", metrics.DEFAULT_ALPHA)),
-            n_thresholds=int(cfg.get("n_thresholds", metrics.DEFAULT_N_THRESHOLDS)),
+            n_thresholds=int(cfg.get("n_thresholds", pr_curves.DEFAULT_N_THRESHOLDS)),
             beta2=float(cfg.get("beta2", metrics.DEFAULT_BETA2)), average=cfg.get("average", "images"),
             baseline_sigma_range=b_range,
             budget_options=opts if cfg.get("error_budget", True) else None)

@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dhde import checks
 from dhde.filters.gaussian import convolve1d_replicate, gaussian_kernel1d
 from dhde.labels import SIGMA_MIN, SIGMA_STEP
 
@@ -41,10 +42,10 @@ def default_levels(sigma_min: float, sigma_max: float, step: float = LEVEL_STEP,
     :func:`render_defocus` when no ``levels`` are given; with the default grid the 11 label
     sigmas 0.5 .. 2.0 are levels, so they are rendered exactly.
     """
-    if not (0 <= sigma_min <= sigma_max and math.isfinite(sigma_max)):
-        raise ValueError(f"need 0 <= sigma_min <= sigma_max < inf, got {sigma_min}, {sigma_max}")
-    if not step > 0:
-        raise ValueError(f"step must be > 0, got {step}")
+    checks.scalar(sigma_min, "sigma_min (px)", lo=0.0, where="default_levels")
+    checks.scalar(sigma_max, "sigma_max (px)", lo=float(sigma_min), where="default_levels")
+    checks.scalar(step, "step (px)", lo=0.0, lo_open=True, where="default_levels")
+    checks.scalar(anchor, "anchor (px)", where="default_levels")
     k_lo = math.floor(round((sigma_min - anchor) / step, 6))
     k_hi = math.ceil(round((sigma_max - anchor) / step, 6))
     levels = sorted({max(0.0, round(anchor + step * k, 6)) for k in range(k_lo, k_hi + 1)})
@@ -106,25 +107,16 @@ def render_defocus(sharp, sigma_map, levels: Sequence[float] | None = None) -> j
       interpolation of the two neighbouring levels (error vs a true Gaussian of that sigma is
       small for a 0.15 step).
     """
-    img = np.asarray(sharp)
+    img = np.asarray(checks.as_array(sharp, "sharp", "render_defocus"))
     if img.ndim not in (2, 3):
         raise ValueError(f"sharp must have shape (H, W) or (H, W, C), got {img.shape}")
     if not np.issubdtype(img.dtype, np.floating):
-        raise TypeError(f"sharp must be a float image, got dtype {img.dtype}")
+        raise checks.InputTypeError(f"sharp must be a float image, got dtype {img.dtype}")
     if img.size == 0:
         raise ValueError(f"sharp is empty (shape {img.shape})")
     if not np.all(np.isfinite(img)):
         raise ValueError("sharp contains NaN or infinite values")
-    s = np.asarray(sigma_map)
-    if s.shape != img.shape[:2]:
-        raise ValueError(f"sigma_map must have shape {img.shape[:2]} (H, W of sharp), got {s.shape}")
-    if not (np.issubdtype(s.dtype, np.floating) or np.issubdtype(s.dtype, np.integer)):
-        raise TypeError(f"sigma_map has unsupported dtype {s.dtype}")
-    s = s.astype(np.float32)
-    if not np.all(np.isfinite(s)):
-        raise ValueError("sigma_map contains NaN or infinite values")
-    if s.min() < 0:
-        raise ValueError(f"sigma_map must be >= 0, got minimum {s.min()}")
+    s = checks.sigma_map(sigma_map, "render_defocus", "sigma_map", shape=img.shape[:2])
     if levels is None:
         # the fixed label grid 0.5 .. 2.0 (one compilation per shape), extended to the map's range
         levels = default_levels(min(float(s.min()), LEVEL_ANCHOR), max(float(s.max()), DEFAULT_MAX))
@@ -158,7 +150,7 @@ def fill_invalid(values, invalid=None) -> np.ndarray:
     """
     from scipy import ndimage
 
-    v = np.asarray(values, dtype=np.float64)
+    v = np.asarray(checks.as_array(values, "values", "fill_invalid"), dtype=np.float64)
     if v.ndim != 2:
         raise ValueError(f"expected an (H, W) map, got shape {v.shape}")
     if invalid is None:
@@ -173,6 +165,16 @@ def fill_invalid(values, invalid=None) -> np.ndarray:
         return v.astype(np.float32)
     idx = ndimage.distance_transform_edt(invalid, return_distances=False, return_indices=True)
     return v[tuple(idx)].astype(np.float32)
+
+
+def _sigma_range(sigma_range, where: str) -> tuple[float, float]:
+    """A pair (lo, hi) of finite sigmas in px with 0 <= lo <= hi -> floats."""
+    try:
+        lo, hi = sigma_range
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}: sigma_range must be a pair (lo, hi), got {sigma_range!r}") from None
+    lo = checks.scalar(lo, "sigma_range[0] (px)", lo=0.0, where=where)
+    return lo, checks.scalar(hi, "sigma_range[1] (px)", lo=lo, where=where)
 
 
 def disparity_to_sigma(disparity, focus: str = "near", sigma_range: Sequence[float] = (0.5, 2.0),
@@ -191,14 +193,11 @@ def disparity_to_sigma(disparity, focus: str = "near", sigma_range: Sequence[flo
     Returns:
       float32 (H, W) sigma in pixels within ``sigma_range``.
     """
-    if focus not in ("near", "far"):
-        raise ValueError(f"focus must be 'near' or 'far', got {focus!r}")
-    lo, hi = (float(v) for v in sigma_range)
-    if not (0 <= lo <= hi and math.isfinite(hi)):
-        raise ValueError(f"sigma_range must be (lo, hi) with 0 <= lo <= hi, got {sigma_range}")
-    p = float(clip_percentile)
-    if not 0.0 <= p < 50.0:
-        raise ValueError(f"clip_percentile must be in [0, 50), got {clip_percentile}")
+    checks.choice(focus, "focus", ("near", "far"), where="disparity_to_sigma")
+    lo, hi = _sigma_range(sigma_range, "disparity_to_sigma")
+    p = checks.scalar(clip_percentile, "clip_percentile", lo=0.0, where="disparity_to_sigma")
+    if not p < 50.0:
+        raise ValueError(f"disparity_to_sigma: clip_percentile must be in [0, 50), got {clip_percentile}")
     d = fill_invalid(disparity).astype(np.float64)
     dmin, dmax = np.percentile(d, [p, 100.0 - p]) if p > 0 else (d.min(), d.max())
     t = np.clip((d - dmin) / (dmax - dmin), 0.0, 1.0) if dmax > dmin else np.zeros_like(d)
@@ -233,13 +232,12 @@ def stereo_motorcycle_scene(focus: str = "near", sigma_range: Sequence[float] = 
     import skimage.data
     from skimage.transform import downscale_local_mean
 
-    if isinstance(downscale, bool) or not isinstance(downscale, (int, np.integer)) or downscale < 1:
-        raise ValueError(f"downscale must be a positive int, got {downscale!r}")
-    if focus not in ("near", "far"):
-        raise ValueError(f"focus must be 'near' or 'far', got {focus!r}")
-    noise = float(noise)
-    if not (math.isfinite(noise) and noise >= 0):
-        raise ValueError(f"noise must be a finite std >= 0 (grey levels of 255), got {noise!r}")
+    where = "stereo_motorcycle_scene"
+    checks.integer(downscale, "downscale", lo=1, where=where)
+    checks.choice(focus, "focus", ("near", "far"), where=where)
+    _sigma_range(sigma_range, where)
+    noise = checks.scalar(noise, "noise (std, grey levels of 255)", lo=0.0, where=where)
+    checks.integer(seed, "seed", lo=0, where=where)
     left, _, disparity = skimage.data.stereo_motorcycle()
     sharp = left.astype(np.float32) / 255.0
     disp = fill_invalid(disparity)

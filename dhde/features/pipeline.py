@@ -236,13 +236,6 @@ def context_cnn(rgb_ctx29: jax.Array, is_small: jax.Array, config) -> jax.Array:
     return jnp.where(is_small[:, None, None, None], sm, big)
 
 
-def context_features(rgb_ctx29: jax.Array, is_small: jax.Array, config) -> PatchFeatures:
-    """Model input of mixed-scale 29x29 context patches (see :func:`context_hand`)."""
-    return PatchFeatures(
-        context_hand(rgb_ctx29, is_small, config), context_cnn(rgb_ctx29, is_small, config)
-    )
-
-
 def scale_features(rgb_ctx: jax.Array, small: bool, config) -> PatchFeatures:
     """Features of single-scale context patches (the inference path: no wasted work).
 

@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
-from dhde.filters.rolling_guidance import _check_sigma, _is_concrete  # shared validation
+from dhde import checks
 
 #: Parameters of paper section 5.3 / the authors' code.
 SIGMA_S = 100.0
@@ -44,18 +44,6 @@ SIGMA_C = 1.0
 WINDOW = 27
 #: Relative truncation error the expansion must stay below to be used by method="auto".
 EXPANSION_TOLERANCE = 2.0**-25
-
-
-def _check_float(x, name: str, ndim: int) -> jax.Array:
-    if not hasattr(x, "shape"):
-        x = np.asarray(x)
-    if x.ndim != ndim:
-        raise ValueError(f"{name} must have {ndim} dimensions, got shape {tuple(x.shape)}")
-    if not (jnp.issubdtype(x.dtype, jnp.floating) or jnp.issubdtype(x.dtype, jnp.integer)):
-        raise TypeError(f"{name} must be a real float array, got dtype {x.dtype}")
-    if _is_concrete(x) and not np.all(np.isfinite(np.asarray(x, np.float32))):
-        raise ValueError(f"{name} contains NaN or infinite values")
-    return jnp.asarray(x, jnp.float32)
 
 
 def _monomials(channels: int, order: int) -> list[tuple[tuple[int, ...], float]]:
@@ -213,9 +201,9 @@ def probability_joint_bilateral_filter(
       (H, W) float32 filtered sparse map I_B, in sigma units at the mask, 0 elsewhere. Where all
       weights of a point underflow to 0 (only for tiny sigma_c or sigma_r) it keeps I_S.
     """
-    sparse = _check_float(sparse, "sparse", 2)
-    confidence = _check_float(confidence, "confidence", 2)
-    guidance = _check_float(guidance, "guidance", 3)
+    sparse = checks.real_array(sparse, "sparse", ndim=2)
+    confidence = checks.real_array(confidence, "confidence", ndim=2)
+    guidance = checks.real_array(guidance, "guidance", ndim=3)
     if not hasattr(mask, "shape"):
         mask = np.asarray(mask)
     if mask.dtype != jnp.bool_:
@@ -226,18 +214,15 @@ def probability_joint_bilateral_filter(
             raise ValueError(f"{name} shape {tuple(arr.shape)} differs from sparse shape {shape}")
     if tuple(guidance.shape[:2]) != shape or guidance.shape[2] < 1:
         raise ValueError(f"guidance must have shape {shape + (3,)} (H, W, C), got {tuple(guidance.shape)}")
-    if _is_concrete(confidence):
+    if checks.is_concrete(confidence):
         c = np.asarray(confidence)
         if c.size and (c.min() < 0 or c.max() > 1):
             raise ValueError(f"confidence must lie in [0, 1], got range [{c.min()}, {c.max()}]")
     for name, val in (("sigma_s", sigma_s), ("sigma_r", sigma_r), ("sigma_c", sigma_c)):
-        _check_sigma(val, name)
-    if isinstance(window, bool) or not isinstance(window, (int, np.integer)) or window < 1 or window % 2 == 0:
-        raise ValueError(f"window must be a positive odd int, got {window!r}")
-    if range_channels not in ("rgb", "first"):
-        raise ValueError(f'range_channels must be "rgb" or "first", got {range_channels!r}')
-    if method not in ("auto", "direct"):
-        raise ValueError(f'method must be "auto" or "direct", got {method!r}')
+        checks.positive_scalar(val, name)
+    window = checks.integer(window, "window", lo=1, odd=True)
+    checks.choice(range_channels, "range_channels", ("rgb", "first"))
+    checks.choice(method, "method", ("auto", "direct"))
     if expansion_order not in (1, 2, 3, 4):
         raise ValueError(f"expansion_order must be 1, 2, 3 or 4, got {expansion_order!r}")
     return _pjbf(

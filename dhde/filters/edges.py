@@ -26,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dhde import checks
 from dhde.filters.gaussian import convolve1d_replicate
 
 #: Canny [low, high] per scale at estimation time (scale 1 = weak edges, scale 2 = strong edges).
@@ -199,11 +200,29 @@ def _max_gradient_jit(gray, sigma):
     return jnp.max(jnp.hypot(*_smooth_gradient_impl(gray, sigma)))
 
 
+@partial(jax.jit, static_argnames=("sigma",))
+def scale_map_absolute(gray, thresholds, sigma, reference):
+    """The paper's two-scale edge map (:func:`scale_map`) with thresholds relative to a given
+    gradient magnitude ``reference`` (e.g. level 0's maximum) instead of this image's own
+    maximum. gray (H, W) float32; thresholds (S, 2) float32; returns int32 (H, W) in 0..S."""
+    gx, gy = _smooth_gradient_impl(gray, sigma)
+    mag = jnp.hypot(gx, gy) / jnp.maximum(reference, 1e-12)
+    maxima = _local_maxima(gx, gy, mag)
+    scales = jnp.zeros(gray.shape, jnp.int32)
+    for k in range(thresholds.shape[0]):
+        edge = _hysteresis_impl(maxima & (mag > thresholds[k, 0]), mag > thresholds[k, 1])
+        scales = jnp.maximum(scales, jnp.where(edge, k + 1, 0))
+    return scales
+
+
+def peak_gradient(gray, sigma):
+    """Jit-safe :func:`max_gradient`: the maximum derivative-of-Gaussian gradient magnitude of (H, W)
+    float32 ``gray`` as a float32 scalar (``sigma`` static)."""
+    gx, gy = _smooth_gradient_impl(gray, sigma)
+    return jnp.max(jnp.hypot(gx, gy))
+
+
 # ----------------------------------------------------------------------------- public wrappers
-
-
-def _is_tracer(x) -> bool:
-    return isinstance(x, jax.core.Tracer)
 
 
 def _check_gray(gray, name: str = "gray") -> jax.Array:
@@ -215,7 +234,7 @@ def _check_gray(gray, name: str = "gray") -> jax.Array:
         raise ValueError(f"{name} must be 2-D (H, W), got shape {tuple(gray.shape)}")
     if gray.shape[0] < 3 or gray.shape[1] < 3:
         raise ValueError(f"{name} must be at least 3x3, got shape {tuple(gray.shape)}")
-    if not _is_tracer(gray) and not bool(np.isfinite(np.asarray(gray)).all()):
+    if not checks.is_traced(gray) and not bool(np.isfinite(np.asarray(gray)).all()):
         raise ValueError(f"{name} contains NaN or infinite values")
     return jnp.asarray(gray, jnp.float32)
 
@@ -230,7 +249,7 @@ def _check_sigma(sigma) -> float:
 
 
 def _check_pair(low, high) -> None:
-    if _is_tracer(low) or _is_tracer(high):
+    if checks.is_traced(low) or checks.is_traced(high):
         return
     low, high = float(np.asarray(low)), float(np.asarray(high))
     if not (0.0 <= low < high < 1.0):
@@ -305,9 +324,9 @@ def scale_map(
       (large 27x27 patch), 2 = strong edge (small 15x15 patch).
     """
     gray = _check_gray(gray)
-    if not _is_tracer(floor) and not (np.isfinite(float(floor)) and float(floor) >= 0):
+    if not checks.is_traced(floor) and not (np.isfinite(float(floor)) and float(floor) >= 0):
         raise ValueError(f"floor must be a finite number >= 0, got {floor!r}")
-    if not _is_tracer(thresholds):
+    if not checks.is_traced(thresholds):
         t = np.asarray(thresholds, dtype=np.float64)
         if t.ndim != 2 or t.shape[1] != 2 or t.shape[0] < 1:
             raise ValueError(f"thresholds must have shape (K, 2) with K >= 1, got {t.shape}")

@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from dhde import checks
 from dhde.filters.gaussian import convolve1d_replicate
 
 #: Defaults of the authors' code (``RollingGuidanceFilter(I, 1.5, 1.5, 3)``, guidance of paper 4.2).
@@ -35,39 +36,14 @@ SIGMA_R = 1.5
 ITERATIONS = 3
 
 
-def _is_concrete(x) -> bool:
-    return not isinstance(x, jax.core.Tracer)
-
-
-def _check_sigma(value, name: str) -> None:
-    if _is_concrete(value):
-        v = np.asarray(value)
-        if v.shape != () or not np.isfinite(v) or not v > 0:
-            raise ValueError(f"{name} must be a positive finite scalar, got {value!r}")
-
-
-def _check_image(image, name: str) -> jax.Array:
-    if not hasattr(image, "shape"):
-        image = np.asarray(image)
-    if image.ndim != 3 or image.shape[-1] < 1:
-        raise ValueError(f"{name} must have shape (H, W, C), got shape {tuple(image.shape)}")
-    if image.shape[0] < 1 or image.shape[1] < 1:
-        raise ValueError(f"{name} must not be empty, got shape {tuple(image.shape)}")
-    if not (jnp.issubdtype(image.dtype, jnp.floating) or jnp.issubdtype(image.dtype, jnp.integer)):
-        raise TypeError(f"{name} must be a real float array, got dtype {image.dtype}")
-    if _is_concrete(image) and not np.all(np.isfinite(np.asarray(image, np.float32))):
-        raise ValueError(f"{name} contains NaN or infinite values")
-    return jnp.asarray(image, jnp.float32)
-
-
-def _resolve_radius(sigma_s, radius: int | None) -> int:
+def default_radius(sigma_s, radius: int | None = None) -> int:
+    """The window half-width: ``radius`` if given (int >= 1), else ceil(3 sigma_s), at least 1
+    (``sigma_s`` must then be concrete)."""
     if radius is None:
-        if not _is_concrete(sigma_s):
+        if checks.is_traced(sigma_s):
             raise ValueError("pass radius explicitly when sigma_s is traced (e.g. under jax.jit)")
         return max(1, int(math.ceil(3.0 * float(sigma_s))))
-    if isinstance(radius, bool) or not isinstance(radius, (int, np.integer)) or radius < 1:
-        raise ValueError(f"radius must be a positive int, got {radius!r}")
-    return int(radius)
+    return checks.integer(radius, "radius", lo=1)
 
 
 def _gaussian_blur_hwc(x: jax.Array, sigma_s: jax.Array, radius: int) -> jax.Array:
@@ -194,13 +170,13 @@ def joint_bilateral_filter(
     Returns:
       (H, W, C) float32.
     """
-    image = _check_image(image, "image")
-    guidance = _check_image(guidance, "guidance")
+    image = checks.real_array(image, "image", channels=True)
+    guidance = checks.real_array(guidance, "guidance", channels=True)
     if guidance.shape != image.shape:
         raise ValueError(f"guidance shape {guidance.shape} differs from image shape {image.shape}")
-    _check_sigma(sigma_s, "sigma_s")
-    _check_sigma(sigma_r, "sigma_r")
-    r = _resolve_radius(sigma_s, radius)
+    checks.positive_scalar(sigma_s, "sigma_s")
+    checks.positive_scalar(sigma_r, "sigma_r")
+    r = default_radius(sigma_s, radius)
     sigmas = jnp.asarray(sigma_s, jnp.float32), jnp.asarray(sigma_r, jnp.float32)
     return _joint_bilateral(image, guidance, *sigmas, radius=r, per_channel=bool(per_channel))
 
@@ -232,12 +208,11 @@ def rolling_guidance_filter(
 
     Works under ``jax.jit`` (pass ``radius``) and ``jax.vmap`` over a leading batch axis.
     """
-    image = _check_image(image, "image")
-    _check_sigma(sigma_s, "sigma_s")
-    _check_sigma(sigma_r, "sigma_r")
-    if isinstance(iterations, bool) or not isinstance(iterations, (int, np.integer)) or iterations < 1:
-        raise ValueError(f"iterations must be an int >= 1, got {iterations!r}")
-    r = _resolve_radius(sigma_s, radius)
+    image = checks.real_array(image, "image", channels=True)
+    checks.positive_scalar(sigma_s, "sigma_s")
+    checks.positive_scalar(sigma_r, "sigma_r")
+    iterations = checks.integer(iterations, "iterations", lo=1)
+    r = default_radius(sigma_s, radius)
     return _rolling_guidance(
         image,
         jnp.asarray(sigma_s, jnp.float32),

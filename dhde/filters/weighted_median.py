@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from dhde.filters.rolling_guidance import _check_image, _check_sigma
+from dhde import checks
 
 #: The authors' code: JointWMF(defocus, I_G, 5, 0.25 (on [0, 1]), ..., 3 iterations).
 RADIUS = 5
@@ -122,15 +122,14 @@ def joint_weighted_median(
     g = guide if hasattr(guide, "shape") else np.asarray(guide)
     if g.ndim == 2:
         g = g[..., None]
-    g = _check_image(g, "guide")
-    xf = _check_image(x[..., None], "x")[..., 0]
+    g = checks.real_array(g, "guide", channels=True)
+    xf = checks.real_array(x[..., None], "x", channels=True)[..., 0]
     if g.shape[:2] != xf.shape:
         raise ValueError(f"guide has spatial shape {tuple(g.shape[:2])} but x has {tuple(xf.shape)}")
-    _check_sigma(sigma_r, "sigma_r")
+    checks.positive_scalar(sigma_r, "sigma_r")
     for name, v, least in (("radius", radius, 0), ("iterations", iterations, 0), ("steps", steps, 1),
                            ("band", band, 1)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < least:
-            raise ValueError(f"{name} must be an int >= {least}, got {v!r}")
+        checks.integer(v, name, lo=least)
     if iterations == 0 or radius == 0:
         return xf
     return _weighted_median(xf, g, jnp.float32(sigma_r), radius=int(radius), iterations=int(iterations),

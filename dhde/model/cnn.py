@@ -22,7 +22,7 @@ native convolution) on GPU and TPU, where the im2col path was not tuned.
 
 Inference (``dhde.estimation.classify``) does not run this module on every patch: it shares the first
 layer between overlapping patches (:mod:`dhde.model.cnn_shared`) and runs only the layers
-after the first pool per patch (``_after_layer1``).
+after the first pool per patch (``after_first_layer``).
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ def _im2col(x: jax.Array, k: int) -> jax.Array:
     return jnp.concatenate([x[:, dy:dy + ho, dx:dx + wo] for dy in range(k) for dx in range(k)], axis=-1)
 
 
-def _conv_matmul(x: jax.Array, kernel: jax.Array, bias: jax.Array) -> jax.Array:
+def conv_as_matmul(x: jax.Array, kernel: jax.Array, bias: jax.Array) -> jax.Array:
     """VALID stride-1 conv + bias + ReLU as im2col @ kernel, output channels padded to 16k."""
     k, cout = kernel.shape[0], kernel.shape[-1]
     cols = _im2col(x, k) if k > 1 else x
@@ -125,22 +125,22 @@ def _conv_matmul(x: jax.Array, kernel: jax.Array, bias: jax.Array) -> jax.Array:
     return jax.nn.relu(y + bias)
 
 
-def _layer1(p: dict, x: jax.Array) -> jax.Array:
+def first_layer(p: dict, x: jax.Array) -> jax.Array:
     """conv1 + ReLU + ceil-mode pool: (N, 27, 27, 3) -> (N, 9, 9, 25)."""
-    return max_pool_ceil(_conv_matmul(x, p["conv1"]["kernel"], p["conv1"]["bias"]))
+    return max_pool_ceil(conv_as_matmul(x, p["conv1"]["kernel"], p["conv1"]["bias"]))
 
 
-def _after_layer1(p: dict, h: jax.Array) -> jax.Array:
+def after_first_layer(p: dict, h: jax.Array) -> jax.Array:
     """The rest of the network after the first pool: (N, 9, 9, 25) -> (N, 25)."""
     n = h.shape[0]
-    h = max_pool_ceil(_conv_matmul(h, p["conv2"]["kernel"], p["conv2"]["bias"]))
-    h = _conv_matmul(h.reshape(n, 1, 1, -1), p["conv3"]["kernel"].reshape(1, 1, -1, 50), p["conv3"]["bias"])
-    h = _conv_matmul(h, p["conv4"]["kernel"], p["conv4"]["bias"])
+    h = max_pool_ceil(conv_as_matmul(h, p["conv2"]["kernel"], p["conv2"]["bias"]))
+    h = conv_as_matmul(h.reshape(n, 1, 1, -1), p["conv3"]["kernel"].reshape(1, 1, -1, 50), p["conv3"]["bias"])
+    h = conv_as_matmul(h, p["conv4"]["kernel"], p["conv4"]["bias"])
     return h.reshape(n, DEEP_WIDTH)
 
 
 def _forward_matmul(p: dict, x: jax.Array) -> jax.Array:
-    return _after_layer1(p, _layer1(p, x))
+    return after_first_layer(p, first_layer(p, x))
 
 
 def _forward_fast(p: dict, x: jax.Array, chunk: int) -> jax.Array:

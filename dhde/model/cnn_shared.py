@@ -20,7 +20,7 @@ small patches repeat their border rows, so that work is mostly repeated. Two exa
   layout are maxima over fixed sets of those 17 (0: {0}, 1: {0, 1}, 2-6: {2-4} .. {14-16},
   7 and 8: {16}). That is 289 instead of 625 conv1 positions.
 
-The layers after the first pool are unchanged (``deep._after_layer1``). Tests check both
+The layers after the first pool are unchanged (``deep.after_first_layer``). Tests check both
 against ``DeepFeature`` on the explicitly cut (and padded) patches, including patches at the
 image border.
 """
@@ -61,7 +61,7 @@ class Pool1Maps(NamedTuple):
 def _band_maps(p: dict, padded: jax.Array, y0: jax.Array) -> tuple[jax.Array, jax.Array]:
     """conv rows y0 .. y0 + BAND + 1 and max3 rows y0 .. y0 + BAND - 1 of the padded image."""
     rows = lax.dynamic_slice_in_dim(padded, y0, BAND + 4, 0)  # BAND + 2 conv rows need + 2
-    c = deep._conv_matmul(rows[None], p["conv1"]["kernel"], p["conv1"]["bias"])[0]
+    c = deep.conv_as_matmul(rows[None], p["conv1"]["kernel"], p["conv1"]["bias"])[0]
     mx = jnp.maximum(jnp.maximum(c[:, :-2], c[:, 1:-1]), c[:, 2:])  # 3 columns
     mx = jnp.maximum(jnp.maximum(mx[:-2], mx[1:-1]), mx[2:])  # 3 rows
     return c[:BAND], mx
@@ -112,7 +112,7 @@ def _check_small(small255) -> None:
 def large_pool1_at(maps: Pool1Maps, coords: jax.Array) -> jax.Array:
     """Pooled first-layer output (N, 9, 9, 25) of the 27x27 patches centred on ``coords``.
 
-    Equals ``deep._layer1(params, patch)`` for the replicate-cut patch (``extract_patches(
+    Equals ``deep.first_layer(params, patch)`` for the replicate-cut patch (``extract_patches(
     round(255 * image), coords, 27)``). coords: (N, 2) integer [row, col] inside the image
     (not checked against the image size: indices outside it are clamped by the gather).
     """
@@ -146,14 +146,14 @@ def _pool_small_axis(u: jax.Array, axis: int) -> jax.Array:
 
 def _small_pool1(p: dict, small255: jax.Array) -> jax.Array:
     x = jnp.pad(small255, ((0, 0), (2, 2), (2, 2), (0, 0)), mode="edge")  # (N, 19, 19, 3)
-    u = deep._conv_matmul(x, p["conv1"]["kernel"], p["conv1"]["bias"])  # (N, 17, 17, 25)
+    u = deep.conv_as_matmul(x, p["conv1"]["kernel"], p["conv1"]["bias"])  # (N, 17, 17, 25)
     return _pool_small_axis(_pool_small_axis(u, 1), 2)
 
 
 def small_pool1(params: dict, small255: jax.Array) -> jax.Array:
     """Pooled first-layer output (N, 9, 9, 25) of 15x15 patches replicate-padded to 27x27.
 
-    small255: (N, 15, 15, 3) float32 RGB in 0..255. Equals ``deep._layer1(params,
+    small255: (N, 15, 15, 3) float32 RGB in 0..255. Equals ``deep.first_layer(params,
     pad_small_to_large(small255, "replicate"))`` with 289 instead of 625 conv1 positions.
     """
     _check_small(small255)
@@ -161,7 +161,7 @@ def small_pool1(params: dict, small255: jax.Array) -> jax.Array:
 
 
 def _features_small(p: dict, small255: jax.Array) -> jax.Array:
-    return deep._after_layer1(p, _small_pool1(p, small255))
+    return deep.after_first_layer(p, _small_pool1(p, small255))
 
 
 def deep_feature_small(params: dict, small255: jax.Array, chunk: int = CHUNK) -> jax.Array:
@@ -193,4 +193,4 @@ def deep_feature_large_at(params: dict, maps: Pool1Maps, coords: jax.Array, chun
       (N, 25) float32, ``DeepFeature()`` of the replicate-cut patches up to float32 rounding.
     """
     _check_coords(coords)
-    return map_in_blocks(lambda c: deep._after_layer1(params, large_pool1_at(maps, c)), coords, chunk)
+    return map_in_blocks(lambda c: deep.after_first_layer(params, large_pool1_at(maps, c)), coords, chunk)

@@ -169,9 +169,3 @@ def load_model(directory: str | Path | None = None) -> DefocusModel:
         raise ValueError(f"model parameters at {d / 'params'} contain NaN or infinite values in {bad}")
     params = jax.tree_util.tree_map(lambda x: jax.numpy.asarray(x, jax.numpy.float32), params)
     return DefocusModel(params=params, config=config)
-
-
-def model_metadata(directory: str | Path | None = None) -> dict:
-    """The JSON metadata saved beside a model (training command, accuracy, ...)."""
-    d = DEFAULT_MODEL_DIR if directory is None else Path(directory)
-    return json.loads((d / "config.json").read_text())

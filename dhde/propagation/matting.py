@@ -34,6 +34,8 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.sparse as sp
 
+from dhde import checks
+
 #: Default regularisation (paper Sec. 5.3 and the authors' code).
 EPS = 1e-5
 #: The 12 forward offsets (dy, dx) of the 5x5 neighbourhood; the other 12 are their negatives.
@@ -41,22 +43,21 @@ STENCIL_OFFSETS = tuple(
     (dy, dx) for dy in range(0, 3) for dx in range(-2, 3) if dy > 0 or (dy == 0 and dx > 0)
 )
 _WINDOW = tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1))
-_EPS_MODES = ("code", "paper")
+EPS_MODES = ("code", "paper")
 
 
-def _lambda(eps: float, eps_mode: str) -> float:
-    """Ridge term added to C^T C (= 9 Sigma): 9 eps (code) or eps (paper's eps / |w|)."""
+def regularizer(eps: float = EPS, eps_mode: str = "code") -> float:
+    """The ridge ``lam`` added to C^T C (= 9 Sigma) per window, the ``lam`` argument of
+    :func:`stencil_coefficients`: 9 eps ("code", the authors' ``Sigma + eps I``) or eps
+    ("paper", ``Sigma + eps / 9 I``). ``eps`` > 0 (a host number); raises ValueError otherwise."""
+    checks.choice(eps_mode, "eps_mode", EPS_MODES)
+    if not (isinstance(eps, (int, float, np.floating)) and not isinstance(eps, bool) and np.isfinite(eps) and eps > 0):
+        raise ValueError(f"eps must be a positive finite number, got {eps!r}")
     return 9.0 * eps if eps_mode == "code" else eps
 
 
-def _check_eps(eps: float, eps_mode: str) -> None:
-    if eps_mode not in _EPS_MODES:
-        raise ValueError(f"eps_mode must be one of {_EPS_MODES}, got {eps_mode!r}")
-    if not (isinstance(eps, (int, float, np.floating)) and np.isfinite(eps) and eps > 0):
-        raise ValueError(f"eps must be a positive finite number, got {eps!r}")
-
-
-def _check_guide(guide) -> None:
+def check_guide(guide) -> None:
+    """A guide of shape (H, W, 3), H, W >= 3, finite (values checked only when concrete)."""
     shape = np.shape(guide)
     if len(shape) != 3 or shape[-1] != 3:
         raise ValueError(f"guide must have shape (H, W, 3), got {shape}")
@@ -66,43 +67,10 @@ def _check_guide(guide) -> None:
         raise ValueError("guide contains NaN or infinite values")
 
 
-def assemble_matting_laplacian(guide, eps: float = EPS, *, eps_mode: str = "code") -> sp.csr_matrix:
-    """Reference float64 matting Laplacian as a sparse matrix (for tests and small images).
-
-    Written straight from Eq. 7 like Levin's / pymatting's code: explicit covariance and inverse.
-
-    Args:
-      guide: (H, W, 3) array, colours nominally in [0, 1]; H, W >= 3.
-      eps: regularisation (> 0).
-      eps_mode: "code" adds ``eps`` to each window covariance (authors' code, default);
-        "paper" adds ``eps / 9`` (Eq. 7, Levin et al.).
-
-    Returns:
-      (H*W, H*W) symmetric positive semi-definite ``scipy.sparse.csr_matrix`` (float64), pixels
-      in row-major order (index y * W + x).
-    """
-    _check_guide(guide)
-    _check_eps(eps, eps_mode)
-    g = np.asarray(guide, np.float64)
-    h, w, _ = g.shape
-    idx = np.arange(h * w).reshape(h, w)
-    cols = np.stack([g[1 + dy : h - 1 + dy, 1 + dx : w - 1 + dx] for dy, dx in _WINDOW], 2)
-    ids = np.stack([idx[1 + dy : h - 1 + dy, 1 + dx : w - 1 + dx] for dy, dx in _WINDOW], 2)
-    cols, ids = cols.reshape(-1, 9, 3), ids.reshape(-1, 9)
-    mu = cols.mean(1)
-    cov = np.einsum("kai,kaj->kij", cols, cols) / 9.0 - np.einsum("ki,kj->kij", mu, mu)
-    e = eps if eps_mode == "code" else eps / 9.0
-    inv = np.linalg.inv(cov + e * np.eye(3))
-    c = cols - mu[:, None]
-    vals = (1.0 + np.einsum("kai,kij,kbj->kab", c, inv, c)) / 9.0
-    rows = np.repeat(ids, 9, axis=1).ravel()
-    colidx = np.tile(ids, (1, 9)).ravel()
-    a = sp.csr_matrix((vals.ravel(), (rows, colidx)), shape=(h * w, h * w))
-    return (sp.diags(np.asarray(a.sum(axis=1)).ravel()) - a).tocsr()
-
-
 @jax.jit
-def _coefficients_impl(guide: jax.Array, lam: jax.Array) -> jax.Array:
+def stencil_coefficients(guide: jax.Array, lam: jax.Array) -> jax.Array:
+    """The jit-safe stage of :func:`matting_laplacian_coefficients`: guide (H, W, 3) float32,
+    H, W >= 3, ``lam`` float32 scalar from :func:`regularizer` (traced); returns (12, H, W) float32."""
     # Everything is kept as lists of (H-2, W-2) planes so that XLA fuses the per-window algebra.
     g = jnp.moveaxis(guide.astype(jnp.float32), -1, 0)  # (3, H, W)
     h, w = g.shape[1:]
@@ -156,13 +124,12 @@ def matting_laplacian_coefficients(guide, eps: float = EPS, *, eps_mode: str = "
       ``d_k = STENCIL_OFFSETS[k]`` (zero where ``p + d_k`` lies outside the image). Entries can be
       negative (the affinities of Eq. 7 are not M-matrix weights); L itself is PSD.
     """
-    _check_guide(guide)
-    _check_eps(eps, eps_mode)
-    return _coefficients_impl(jnp.asarray(guide, jnp.float32), jnp.float32(_lambda(eps, eps_mode)))
+    check_guide(guide)
+    return stencil_coefficients(jnp.asarray(guide, jnp.float32), jnp.float32(regularizer(eps, eps_mode)))
 
 
-def _shift(x: jax.Array, dy: int, dx: int, r: int = 2) -> jax.Array:
-    """out[p] = x[p + (dy, dx)], zero outside; works on the last two axes."""
+def stencil_shift(x: jax.Array, dy: int, dx: int, r: int = 2) -> jax.Array:
+    """out[p] = x[p + (dy, dx)], zero outside; works on the last two axes (|dy|, |dx| <= r static)."""
     h, w = x.shape[-2:]
     xp = jnp.pad(x, [(0, 0)] * (x.ndim - 2) + [(r, r), (r, r)])
     return xp[..., r + dy : r + dy + h, r + dx : r + dx + w]
@@ -171,13 +138,13 @@ def _shift(x: jax.Array, dy: int, dx: int, r: int = 2) -> jax.Array:
 def _laplacian_apply(coeffs: jax.Array, x: jax.Array) -> jax.Array:
     out = jnp.zeros_like(x)
     for k, (dy, dx) in enumerate(STENCIL_OFFSETS):
-        flux = coeffs[k] * (x - _shift(x, dy, dx))  # on edge (p, p + d): +flux to p, -flux to p + d
-        out = out + flux - _shift(flux, -dy, -dx)
+        flux = coeffs[k] * (x - stencil_shift(x, dy, dx))  # on edge (p, p + d): +flux to p, -flux to p + d
+        out = out + flux - stencil_shift(flux, -dy, -dx)
     return out
 
 
 def _laplacian_diagonal(coeffs: jax.Array) -> jax.Array:
-    return sum(coeffs[k] + _shift(coeffs[k], -dy, -dx) for k, (dy, dx) in enumerate(STENCIL_OFFSETS))
+    return sum(coeffs[k] + stencil_shift(coeffs[k], -dy, -dx) for k, (dy, dx) in enumerate(STENCIL_OFFSETS))
 
 
 def _check_coeffs(coeffs) -> None:
@@ -186,23 +153,29 @@ def _check_coeffs(coeffs) -> None:
         raise ValueError(f"coeffs must have shape (12, H, W), got {shape}")
 
 
-@jax.jit
-def _laplacian_apply_jit(coeffs, x):
-    return _laplacian_apply(coeffs, x)
-
-
 def laplacian_apply(coeffs, x) -> jax.Array:
-    """L x for the stencil ``coeffs`` (12, H, W) and ``x`` (H, W); float32 (H, W). Jitted."""
+    """L x for the stencil ``coeffs`` (12, H, W) and ``x`` (H, W); float32 (H, W). Jit-safe."""
     _check_coeffs(coeffs)
     if np.shape(x) != np.shape(coeffs)[1:]:
         raise ValueError(f"x must have shape {np.shape(coeffs)[1:]}, got {np.shape(x)}")
-    return _laplacian_apply_jit(jnp.asarray(coeffs, jnp.float32), jnp.asarray(x, jnp.float32))
+    return _laplacian_apply(jnp.asarray(coeffs, jnp.float32), jnp.asarray(x, jnp.float32))
 
 
 def laplacian_diagonal(coeffs) -> jax.Array:
-    """diag(L) (H, W) float32 of the stencil ``coeffs`` (12, H, W)."""
+    """diag(L) (H, W) float32 of the stencil ``coeffs`` (12, H, W). Jit-safe."""
     _check_coeffs(coeffs)
-    return jax.jit(_laplacian_diagonal)(jnp.asarray(coeffs, jnp.float32))
+    return _laplacian_diagonal(jnp.asarray(coeffs, jnp.float32))
+
+
+def system_apply(coeffs, mass, x) -> jax.Array:
+    """(L + diag(mass)) x: coeffs (12, H, W), mass and x (H, W) float32 -> (H, W). Jit-safe."""
+    return laplacian_apply(coeffs, x) + mass * x
+
+
+def system_operator(coeffs, mass):
+    """The propagation operator ``x -> (L + diag(mass)) x`` as a callable (the ``A`` argument of
+    ``jax.scipy.sparse.linalg.cg``); coeffs (12, H, W), mass (H, W) float32."""
+    return lambda x: system_apply(coeffs, mass, x)
 
 
 def coefficients_to_sparse(coeffs) -> sp.csr_matrix:

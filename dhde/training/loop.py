@@ -29,21 +29,23 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
+from dhde.config import check as cc
 from dhde.io import atomic
 from dhde.model.cnn import DeepFeature
 from dhde.features.pipeline import context_cnn, context_hand
 from dhde.model.network import DefocusModel, DefocusNet, ModelConfig, init_model
 from dhde.model.io import save_model
 from dhde.training import checkpoints
-from dhde.training.config import check_train_config
+from dhde.data.config import DataConfig
+from dhde.training.config import RunConfig, TrainConfig
 from dhde.training.metrics import classification_metrics, confusion_png, learning_curve_png
-from dhde.training.optim import input_scaled, make_optimizer, scale_initial_kernel
+from dhde.training.optim import input_scaled, scale_initial_kernel
 from dhde.training.step import compile_steps, data_mesh, init_state, put_batch, replicated
 
 #: ``train.cnn_input_scale``: the CNN is trained as if its 0..255 input were multiplied by this
 #: (:func:`dhde.training.optim.input_scaled`); 1.0 trains on the raw 0..255 values, as the
-#: authors' Caffe solver did.
-DEFAULT_CNN_INPUT_SCALE = 1.0 / 255.0
+#: authors' Caffe solver did. The default lives in :class:`dhde.training.config.TrainConfig`.
+DEFAULT_CNN_INPUT_SCALE = TrainConfig.cnn_input_scale
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -51,33 +53,14 @@ class NonFiniteLossError(FloatingPointError):
     which step the run resumed from, or which it saved last)."""
 
 
-def _get(cfg, path, default=None):
-    cur = cfg
-    for k in path.split("."):
-        if cur is None:
-            return default
-        try:
-            cur = cur[k]
-        except (KeyError, TypeError, AttributeError):
-            return default
-    return default if cur is None else cur
-
-
 def model_config(cfg) -> ModelConfig:
-    """ModelConfig from the ``features``, ``encoding`` and ``model`` config sections."""
-    m = _get(cfg, "model", {}) or {}
-    return ModelConfig(
-        feature_set=str(_get(cfg, "features.set", "B")),
-        encoding=str(_get(cfg, "encoding.name", "separate")),
-        c_large=float(m.get("c_large", 1.0)),
-        c_small=float(m.get("c_small", 1.0)),
-        gradient=str(m.get("gradient", "forward")),
-        small_padding=str(m.get("small_padding", "replicate")),
-        hidden=tuple(m.get("hidden", (300, 150))),
-        dropout=float(m.get("dropout", 0.5)),
-        hand_scale=float(m.get("hand_scale", 1.0)),
-        normalize=str(m.get("normalize", "none")),
-    )
+    """ModelConfig from the ``features``, ``encoding`` and ``model`` config sections (absent
+    keys: the defaults of :class:`dhde.training.config.ModelSection`).
+
+    Raises:
+      dhde.config.check.ConfigError: a bad value, naming its key.
+    """
+    return RunConfig.from_mapping({k: cfg[k] for k in ("features", "encoding", "model") if k in cfg}).model_config
 
 
 @partial(jax.jit, static_argnames=("config",))
@@ -188,17 +171,26 @@ def deep_activity(params, arrays: dict, config: ModelConfig, n: int = 256) -> fl
     return float(jnp.mean(jnp.any(out > 0, axis=0)))
 
 
-def load_splits(cfg):
-    """Builds (if needed) the TFDS patch data set and loads its splits into memory."""
+def load_splits(cfg) -> dict:
+    """Builds (if needed) the TFDS patch data set of ``cfg``'s ``data`` section and loads its
+    splits into memory.
+
+    Args:
+      cfg: the training config (its ``data`` section is read through
+        :meth:`dhde.data.config.DataConfig.from_mapping`), or a :class:`DataConfig`.
+
+    Returns:
+      ``{"train", "validation", "test"}`` -> arrays (see ``dhde.data.defocus_patches.load_arrays``).
+    """
     from dhde.data.defocus_patches import build_locked, load_arrays, make_config
 
-    d = _get(cfg, "data", {}) or {}
+    data = cfg if isinstance(cfg, DataConfig) else DataConfig.from_mapping(cc.get(cfg, "data"))
     keys = inspect.signature(make_config).parameters
-    dcfg = make_config(**{k: d[k] for k in keys if k in d})  # absent keys: make_config's defaults
-    sources = build_locked(dcfg, d.get("data_dir"))
+    dcfg = make_config(**{k: getattr(data, k) for k in keys if hasattr(data, k)})
+    sources = build_locked(dcfg, data.data_dir)
     out = {}
     for split in ("train", "validation", "test"):
-        limit = d.get(f"max_{split}")
+        limit = getattr(data, f"max_{split}")
         n = len(sources[split])
         idx = None
         if limit is not None and n > int(limit):
@@ -211,7 +203,8 @@ def train_and_evaluate(cfg, workdir: str | Path, splits: dict | None = None) -> 
     """Trains a classifier, resuming from ``workdir/checkpoints`` if present; returns test metrics.
 
     Args:
-      cfg: composed config (see ``conf/train.yaml``).
+      cfg: composed config (see ``conf/train.yaml``); read through
+        :class:`dhde.training.config.RunConfig` (absent keys: its defaults).
       workdir: output folder (Hydra's run directory).
       splits: optional preloaded ``{"train", "validation", "test"}`` arrays (tests).
 
@@ -223,51 +216,33 @@ def train_and_evaluate(cfg, workdir: str | Path, splits: dict | None = None) -> 
       NonFiniteLossError: the loss or the parameters became NaN / inf.
       dhde.io.atomic.DiskFullError: no space left for a checkpoint or an output file.
     """
-    check_train_config(cfg)
+    run = RunConfig.from_mapping(cfg)  # every check, before any data is built; absent keys: defaults
+    t, seed = run.train, run.seed
     workdir = Path(workdir).absolute()
     workdir.mkdir(parents=True, exist_ok=True)
-    seed = int(_get(cfg, "seed", 0))
-    t = _get(cfg, "train", {}) or {}
-    steps = int(t.get("steps", 10000))
-    batch_size = int(t.get("batch_size", 256))
-    schedule = str(t.get("schedule", "joint"))
-    if schedule not in ("joint", "two_stage"):
-        raise ValueError(f"train.schedule must be 'joint' or 'two_stage', got {schedule!r}")
-    stage1 = int(steps * float(t.get("stage1_fraction", 0.5))) if schedule == "two_stage" else 0
-    eval_every = int(t.get("eval_every", 1000))
-    select = str(t.get("select", "best"))
-    if select not in ("best", "last"):
-        raise ValueError(f"train.select must be 'best' (by validation accuracy) or 'last', got {select!r}")
-    log_every = int(t.get("log_every", 100))
+    steps, batch_size, schedule, select = t.steps, t.batch_size, t.schedule, t.select
+    stage1, eval_every, log_every = t.stage1_steps, t.eval_every, t.log_every
     mesh = data_mesh()
     ndev = mesh.devices.size
     if batch_size % ndev:
         raise ValueError(f"train.batch_size={batch_size} must be a multiple of the device count {ndev}")
 
-    mcfg = model_config(cfg)
+    mcfg = run.model_config
     if schedule == "two_stage" and (not mcfg.uses_deep or not mcfg.hand_components):
         raise ValueError("the two_stage schedule needs a feature set with both C and hand-crafted features")
-    splits = splits if splits is not None else load_splits(cfg)
+    splits = splits if splits is not None else load_splits(run.data or DataConfig())
     if len(splits["train"]["label"]) == 0:
         raise ValueError("the training split is empty: no source image gave balanced edge patches")
     hands = {k: hand_features(v, mcfg, desc=f"hand features ({k})") for k, v in splits.items()}
 
-    o = _get(cfg, "optimizer", {}) or {}
-    tx = make_optimizer(
-        str(o.get("name", "adamw")), float(o.get("lr", 1e-3)), steps,
-        schedule=str(o.get("schedule", "cosine")), weight_decay=float(o.get("weight_decay", 0.0)),
-        momentum=float(o.get("momentum", 0.9)), warmup=int(o.get("warmup", 0)),
-        grad_clip=o.get("grad_clip"),
-    )
-    cnn_input_scale = float(t.get("cnn_input_scale", DEFAULT_CNN_INPUT_SCALE))
-    tx = input_scaled(tx, cnn_input_scale)
+    cnn_input_scale, augment = t.cnn_input_scale, t.augment
+    tx = input_scaled(run.optimizer.make(steps), cnn_input_scale)
     net = DefocusNet(mcfg)
-    augment = str(t.get("augment", "none"))
     step_hand, step_nohand, eval_fn = compile_steps(mesh, net, tx, augment=augment)
 
     params = scale_initial_kernel(init_model(mcfg, jax.random.key(seed)).params, cnn_input_scale)
     state = jax.device_put(init_state(params, tx), replicated(mesh))
-    mgr = checkpoints.manager(workdir / "checkpoints", keep_last=int(t.get("keep_last", 3)))
+    mgr = checkpoints.manager(workdir / "checkpoints", keep_last=t.keep_last)
     restored, resumed_from = checkpoints.restore_latest(mgr, state)
     if restored is not None:
         state = restored

@@ -39,6 +39,11 @@ def make_optimizer(
 ) -> optax.GradientTransformation:
     """Builds an optax optimiser.
 
+    The keyword defaults here are the neutral ones (constant rate, no decay, no warm-up, no
+    clipping), for building a plain optimiser in code; the *training* defaults, which a config
+    gets for an absent key, live in :class:`dhde.training.config.OptimizerConfig` (whose field
+    names are this function's keywords: ``OptimizerConfig(...).make(steps)``).
+
     Args:
       name: "sgd" (momentum, coupled L2 weight decay as Caffe does: the authors' choice with
         lr 1e-4, schedule "inv", weight_decay 0.01) or "adamw" (decoupled weight decay).

@@ -1,4 +1,7 @@
-"""Multi-scale patch extraction on an image and its features (paper 3.1 + 3.6), static shapes.
+"""Reference: multi-scale patch extraction on an image and its features (paper 3.1 + 3.6).
+
+Test-side reference (formerly ``dhde.features.extract``): the same front half of the method as
+:func:`dhde.estimation.classify.classify_edges` computes, written as one plain jitted function.
 
 ``extract_features(image)`` runs the whole front half of the method: HSV value channel, Canny
 at the two threshold pairs, the scale map, and for every edge pixel the encoded hand-crafted
@@ -18,10 +21,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dhde.filters.edges import ESTIMATION_THRESHOLDS, scale_map
 from dhde.features.pipeline import scale_features
-from dhde.io.image import load_image, value_channel
+from dhde.filters.edges import ESTIMATION_THRESHOLDS, scale_map
 from dhde.filters.patches import LARGE, SMALL, capacity_for, edge_coordinates, extract_patches
+from dhde.io.image import load_image, value_channel
+from dhde.model.network import ModelConfig
 
 
 class EdgeFeatures(NamedTuple):
@@ -93,8 +97,6 @@ def extract_features(image, config=None, thresholds=ESTIMATION_THRESHOLDS) -> Ed
     Returns:
       :class:`EdgeFeatures`. An image without edges gives all-invalid rows (``valid`` all False).
     """
-    from dhde.model.network import ModelConfig
-
     config = ModelConfig() if config is None else config
     img = jnp.asarray(load_image(image))
     scales, cl, cs, _ = prepare_scales(img, config, thresholds)

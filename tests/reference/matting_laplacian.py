@@ -1,0 +1,68 @@
+"""Reference float64 matting Laplacian (Levin et al. 2008; paper Eq. 7) as a sparse matrix.
+
+Test-side reference for :mod:`dhde.propagation.matting`, whose float32 stencil
+(``matting_laplacian_coefficients`` / ``laplacian_apply``) must match it.
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import scipy.sparse as sp
+
+from dhde.propagation.matting import EPS
+
+_WINDOW = tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1))
+_EPS_MODES = ("code", "paper")
+
+
+def _check_eps(eps: float, eps_mode: str) -> None:
+    if eps_mode not in _EPS_MODES:
+        raise ValueError(f"eps_mode must be one of {_EPS_MODES}, got {eps_mode!r}")
+    if not (isinstance(eps, (int, float, np.floating)) and np.isfinite(eps) and eps > 0):
+        raise ValueError(f"eps must be a positive finite number, got {eps!r}")
+
+
+def _check_guide(guide) -> None:
+    shape = np.shape(guide)
+    if len(shape) != 3 or shape[-1] != 3:
+        raise ValueError(f"guide must have shape (H, W, 3), got {shape}")
+    if shape[0] < 3 or shape[1] < 3:
+        raise ValueError(f"guide must be at least 3x3 (one 3x3 window), got {shape[:2]}")
+    if not isinstance(guide, jax.core.Tracer) and not np.all(np.isfinite(np.asarray(guide))):
+        raise ValueError("guide contains NaN or infinite values")
+
+
+def assemble_matting_laplacian(guide, eps: float = EPS, *, eps_mode: str = "code") -> sp.csr_matrix:
+    """Reference float64 matting Laplacian as a sparse matrix (for tests and small images).
+
+    Written straight from Eq. 7 like Levin's / pymatting's code: explicit covariance and inverse.
+
+    Args:
+      guide: (H, W, 3) array, colours nominally in [0, 1]; H, W >= 3.
+      eps: regularisation (> 0).
+      eps_mode: "code" adds ``eps`` to each window covariance (authors' code, default);
+        "paper" adds ``eps / 9`` (Eq. 7, Levin et al.).
+
+    Returns:
+      (H*W, H*W) symmetric positive semi-definite ``scipy.sparse.csr_matrix`` (float64), pixels
+      in row-major order (index y * W + x).
+    """
+    _check_guide(guide)
+    _check_eps(eps, eps_mode)
+    g = np.asarray(guide, np.float64)
+    h, w, _ = g.shape
+    idx = np.arange(h * w).reshape(h, w)
+    cols = np.stack([g[1 + dy : h - 1 + dy, 1 + dx : w - 1 + dx] for dy, dx in _WINDOW], 2)
+    ids = np.stack([idx[1 + dy : h - 1 + dy, 1 + dx : w - 1 + dx] for dy, dx in _WINDOW], 2)
+    cols, ids = cols.reshape(-1, 9, 3), ids.reshape(-1, 9)
+    mu = cols.mean(1)
+    cov = np.einsum("kai,kaj->kij", cols, cols) / 9.0 - np.einsum("ki,kj->kij", mu, mu)
+    e = eps if eps_mode == "code" else eps / 9.0
+    inv = np.linalg.inv(cov + e * np.eye(3))
+    c = cols - mu[:, None]
+    vals = (1.0 + np.einsum("kai,kij,kbj->kab", c, inv, c)) / 9.0
+    rows = np.repeat(ids, 9, axis=1).ravel()
+    colidx = np.tile(ids, (1, 9)).ravel()
+    a = sp.csr_matrix((vals.ravel(), (rows, colidx)), shape=(h * w, h * w))
+    return (sp.diags(np.asarray(a.sum(axis=1)).ravel()) - a).tocsr()
