@@ -15,6 +15,7 @@ from scipy import ndimage
 
 import dhde.estimation.inference
 from dhde.cli import apps as apps_cli
+from dhde.model import spec as model_spec
 from dhde.cli import gallery as gallery_cli
 from dhde.model.network import DefocusModel, ModelConfig, init_model
 
@@ -203,7 +204,7 @@ def test_model_is_resolved_lazily_and_once(monkeypatch):
         calls.append(spec)
         raise ValueError("no dhde model at /x")
 
-    monkeypatch.setattr(apps_cli, "resolve_model", fake)
+    monkeypatch.setattr(model_spec, "resolve_model", fake)
     lazy = apps_cli.LazyModel("/x")
     assert calls == []
     for _ in range(2):

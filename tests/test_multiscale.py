@@ -55,15 +55,11 @@ def _paper_pipeline(image, model, opts):
     mask = scales > 0
     sparse = jnp.where(mask, sparse_map.point_sigma(probs, opts.sparse_value), 0.0)
     conf = jnp.where(mask, jnp.max(probs, -1), 0.0)
-    guide = rolling_guidance._rolling_guidance(
-        image, opts.rgf_sigma_s, opts.rgf_sigma_r, radius=rolling_guidance._resolve_radius(opts.rgf_sigma_s, None),
-        iterations=opts.rgf_iterations, per_channel=opts.rgf_per_channel,
-    )
-    filtered = bilateral._pjbf(
-        sparse, mask, conf, guide, jnp.float32(opts.bf_sigma_s), jnp.float32(opts.bf_sigma_r),
-        jnp.float32(opts.bf_sigma_c), radius=opts.bf_window // 2, range_channels=opts.range_channels,
-        method="auto", order=1,
-    )
+    guide = rolling_guidance.rolling_guidance_filter(
+        image, opts.rgf_sigma_s, opts.rgf_sigma_r, opts.rgf_iterations, per_channel=opts.rgf_per_channel)
+    filtered = bilateral.probability_joint_bilateral_filter(
+        sparse, mask, conf, guide, sigma_s=jnp.float32(opts.bf_sigma_s), sigma_r=jnp.float32(opts.bf_sigma_r),
+        sigma_c=jnp.float32(opts.bf_sigma_c), window=opts.bf_window, range_channels=opts.range_channels)
     n = jnp.maximum(jnp.sum(mask), 1)
     x0 = jnp.full(gray.shape, jnp.sum(filtered) / n, jnp.float32)
     x, _, residual = propagation.propagate_arrays(

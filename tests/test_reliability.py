@@ -23,6 +23,7 @@ import pytest
 from PIL import Image
 
 import dhde.estimation.inference
+import dhde.model.spec
 from dhde.cli import apps as apps_cli
 from dhde.cli import gallery as gallery_cli
 from dhde.io import atomic
@@ -74,7 +75,7 @@ def fake(monkeypatch):
     """The estimator and the model loader replaced by cheap fakes."""
     monkeypatch.setattr(dhde.estimation.inference, "estimate_defocus", fake_estimate)
     monkeypatch.setattr(cli, "resolve_model", lambda spec: None)
-    monkeypatch.setattr(apps_cli, "resolve_model", lambda spec: None)
+    monkeypatch.setattr(dhde.model.spec, "resolve_model", lambda spec: None)  # LazyModel's loader
 
 
 def _no_estimate(*a, **k):

@@ -38,7 +38,7 @@ import numpy as np
 
 from dhde.applications import _spectral
 from dhde import checks
-from dhde.applications.magnify import _hat_weights
+from dhde.applications.magnify import hat_weights
 
 
 @dataclass(frozen=True)
@@ -155,7 +155,7 @@ def _all_in_focus_impl(
     lap = _spectral.laplacian_eigenvalues(y.shape[-2:])
 
     num_levels = levels.shape[0]
-    weights = jnp.stack([_hat_weights(defocus, levels, i) for i in range(num_levels)])
+    weights = jnp.stack([hat_weights(defocus, levels, i) for i in range(num_levels)])
 
     def reblurred(j):
         # Pixels blurred less than level j get the missing blur, sqrt(s_j^2 - s_i^2), so that

@@ -48,7 +48,7 @@ class MagnifyParams:
     in_focus_sigma: float = float(SIGMAS[0])
 
 
-def _hat_weights(v: jax.Array, knots: jax.Array, j: jax.Array) -> jax.Array:
+def hat_weights(v: jax.Array, knots: jax.Array, j: jax.Array) -> jax.Array:
     """Weight of knot ``j`` in the piecewise-linear interpolation of ``v`` on increasing ``knots``.
 
     Values outside the knot range get the end knot's weight 1; repeated knots are safe.
@@ -80,7 +80,7 @@ def _magnify_impl(
     chw = jnp.moveaxis(image, -1, 0)  # (3, H, W): transforms run over the last two axes
 
     def level(acc, j):
-        m = _hat_weights(extra_var, knots, j)
+        m = hat_weights(extra_var, knots, j)
         blurred = _spectral.blur(jnp.concatenate([chw * m, m[None]], axis=0), levels[j])
         b = jnp.clip(blurred[:3] / jnp.maximum(blurred[3], _EPS), 0.0, 1.0)
         return acc + m * b, None

@@ -35,7 +35,8 @@ from typing import Callable, Mapping
 import numpy as np
 
 from dhde.applications import AllInFocusParams, DepthParams, MagnifyParams, SegmentParams
-from dhde.cli.common import check_common, for_each_image, report, reported_warnings, resolve_model
+from dhde.cli.common import check_common, for_each_image, report, reported_warnings
+from dhde.model.spec import LazyModel, as_model, resolve_model  # noqa: F401 (re-exported for the CLI)
 from dhde.io import atomic
 from dhde.io.image import load_image, save_image
 from dhde.io.outputs import colorize
@@ -129,35 +130,6 @@ def app_params(app: str, cfg: Mapping | None = None):
 
 
 # --------------------------------------------------------------------------- the shared estimate
-
-
-def as_model(spec):
-    """A :class:`dhde.model.network.DefocusModel` as is, else :func:`dhde.cli.common.resolve_model` of the spec
-    (None = shipped model, a model dir, ``caffe:/path/model.caffemodel``)."""
-    from dhde.model.network import DefocusModel
-
-    return spec if isinstance(spec, DefocusModel) else resolve_model(spec)
-
-
-class LazyModel:
-    """Resolves a model spec on first call only (no model is loaded when every map is cached).
-
-    A failure is remembered and raised again on every later call without retrying.
-    """
-
-    def __init__(self, spec):
-        self._spec, self._model, self._error = spec, None, None
-
-    def __call__(self):
-        if self._error is not None:
-            raise self._error
-        if self._model is None:
-            try:
-                self._model = as_model(self._spec)
-            except Exception as e:
-                self._error = e
-                raise
-        return self._model
 
 
 def load_cached_map(path, shape: tuple[int, int] | None = None) -> np.ndarray:

@@ -21,6 +21,7 @@ from dhde.io import atomic
 from dhde.config import check as config_check
 from dhde.config.check import ConfigError
 from dhde.io.image import IMAGE_SUFFIXES
+from dhde.model.spec import resolve_model  # noqa: F401 (the CLI's model resolution)
 
 _LOG = logging.getLogger("dhde")
 
@@ -200,21 +201,6 @@ def check_common(cfg: dict) -> dict:
     check_model_spec(cfg.get("model"))
     out["inputs"] = plan_inputs(cfg.get("input"))
     return out
-
-
-def resolve_model(spec):
-    """None -> shipped model; "caffe:/path/model.caffemodel" -> imported; else a model dir."""
-    from dhde.model.caffe import import_caffe_model
-    from dhde.model.io import load_model
-
-    if spec is None:
-        return load_model()
-    s = str(spec)
-    if s.startswith("caffe:"):
-        return import_caffe_model(s[len("caffe:"):]).to_model()
-    if s.endswith(".caffemodel"):
-        return import_caffe_model(s).to_model()
-    return load_model(s)
 
 
 def check_evaluate_config(cfg: dict) -> None:

@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from dhde.applications import DepthParams, MagnifyParams, SegmentParams
-from dhde.cli.apps import LazyModel, check_pair, estimate_or_load
+from dhde.cli.apps import check_pair, estimate_or_load
+from dhde.model.spec import LazyModel
 from dhde.cli.common import default_input
 from dhde.io import atomic
 from dhde.io.image import load_image
@@ -111,7 +112,7 @@ def run_gallery(cfg: dict, out_dir) -> list[Path]:
 
     Args:
       cfg: dict with ``inputs`` (names for :func:`gallery_input`), ``model`` (as in
-        :func:`as_model`), ``options`` (EstimateOptions fields), ``size_multiple``,
+        :func:`dhde.model.spec.as_model`), ``options`` (EstimateOptions fields), ``size_multiple``,
         ``estimate_dir`` (None = always estimate; else maps are reused / cached there),
         ``factor``, ``alpha``, ``width_px``, ``max_bytes`` and ``all_in_focus`` (kwargs).
       out_dir: e.g. ``docs/gallery``.

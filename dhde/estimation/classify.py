@@ -19,8 +19,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from dhde.features.pipeline import scale_features, to_cnn_range
 from dhde.model import cnn_shared as deep_shared
-from dhde.features.pipeline import scale_features
 from dhde.labels import NUM_LABELS
 from dhde.model.network import DefocusModel
 from dhde.filters.patches import LARGE, SMALL, extract_patches
@@ -74,7 +74,7 @@ def _shared_deep(image, model: DefocusModel, small: bool):
         return lambda cnn, coords: deep_shared.deep_feature_small(params, cnn[:, o:o + SMALL, o:o + SMALL])
     if image.shape[0] * image.shape[1] > SHARED_MAX_PIXELS:
         return None
-    maps = deep_shared.pool1_maps(params, jnp.round(image * 255.0))  # as features.pipeline.cnn_input
+    maps = deep_shared.pool1_maps(params, to_cnn_range(image))
     return lambda cnn, coords: deep_shared.deep_feature_large_at(params, maps, coords)
 
 

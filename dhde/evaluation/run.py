@@ -208,7 +208,7 @@ def run_evaluation(cfg: Mapping, out_dir) -> dict:
       ``{"<dataset> / <method>": summary metrics}`` (precision / recall arrays included for
       CUHK), as written to ``report.md``.
     """
-    from dhde.cli.apps import LazyModel
+    from dhde.model.spec import LazyModel
     from dhde.estimation.options import EstimateOptions
 
     out = Path(out_dir)

@@ -103,6 +103,12 @@ def _check_normalize(normalize: str) -> None:
         raise ValueError(f"normalize must be one of {NORMALIZATIONS}, got {normalize!r}")
 
 
+def to_cnn_range(rgb: jax.Array) -> jax.Array:
+    """RGB in [0, 1] (any shape) to the CNN's input scale: round(255 x), float32 in 0..255, as the
+    authors' uint8 images. The one definition of the CNN input encoding (patches or whole images)."""
+    return jnp.round(rgb * 255.0)
+
+
 def cnn_input(rgb_ctx: jax.Array, small_padding: str = "replicate", normalize: str = "none") -> jax.Array:
     """The deep feature's input: (N, 27, 27, 3) RGB in 0..255 (rounded, as uint8 in the code).
 
@@ -115,7 +121,7 @@ def cnn_input(rgb_ctx: jax.Array, small_padding: str = "replicate", normalize: s
     _check_normalize(normalize)
     if normalize == "patch":
         rgb_ctx = normalize_context(rgb_ctx, over="rgb")
-    p = jnp.round(rgb_ctx[:, 1:-1, 1:-1] * 255.0)
+    p = to_cnn_range(rgb_ctx[:, 1:-1, 1:-1])
     if p.shape[1] == SMALL:
         p = pad_small_to_large(p, mode=small_padding)
     return p
