@@ -12,12 +12,11 @@ import pytest
 from dhde.propagation import matting
 from dhde.propagation.matting import (
     STENCIL_OFFSETS,
-    coefficients_to_sparse,
     laplacian_apply,
     laplacian_diagonal,
     matting_laplacian_coefficients,
 )
-from reference.matting_laplacian import assemble_matting_laplacian
+from reference.matting_laplacian import assemble_matting_laplacian, coefficients_to_sparse
 
 _LAPLACIAN_APPLY_JIT = jax.jit(matting.laplacian_apply)
 

@@ -14,13 +14,13 @@ import scipy.sparse.linalg as spl
 
 from dhde.propagation import matting
 from dhde.propagation import solver as prop
-from dhde.propagation.matting import coefficients_to_sparse, matting_laplacian_coefficients
+from dhde.propagation.matting import matting_laplacian_coefficients
 from dhde.propagation import multigrid
 from dhde.propagation.multigrid import level_shapes
 from dhde.propagation.solver import propagate
 
 build_multigrid = jax.jit(multigrid.build_multigrid, static_argnames=("max_coarse",))
-from reference.matting_laplacian import assemble_matting_laplacian
+from reference.matting_laplacian import assemble_matting_laplacian, coefficients_to_sparse
 
 H, W = 24, 20  # two multigrid levels: 24x20 -> 12x10 (dense); one compilation per configuration
 

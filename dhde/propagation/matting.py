@@ -32,7 +32,6 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-import scipy.sparse as sp
 
 from dhde import checks
 
@@ -176,25 +175,3 @@ def system_operator(coeffs, mass):
     """The propagation operator ``x -> (L + diag(mass)) x`` as a callable (the ``A`` argument of
     ``jax.scipy.sparse.linalg.cg``); coeffs (12, H, W), mass (H, W) float32."""
     return lambda x: system_apply(coeffs, mass, x)
-
-
-def coefficients_to_sparse(coeffs) -> sp.csr_matrix:
-    """The stencil ``coeffs`` (12, H, W) as a float64 ``scipy.sparse.csr_matrix`` L (tests)."""
-    _check_coeffs(coeffs)
-    c = np.asarray(coeffs, np.float64)
-    _, h, w = c.shape
-    idx = np.arange(h * w).reshape(h, w)
-    rows, cols, vals = [], [], []
-    for k, (dy, dx) in enumerate(STENCIL_OFFSETS):
-        y0, y1 = 0, h - dy
-        x0, x1 = max(0, -dx), min(w, w - dx)
-        p = idx[y0:y1, x0:x1].ravel()
-        q = idx[y0 + dy : y1 + dy, x0 + dx : x1 + dx].ravel()
-        v = c[k, y0:y1, x0:x1].ravel()
-        rows += [p, q]
-        cols += [q, p]
-        vals += [-v, -v]
-    off = sp.csr_matrix(
-        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(h * w, h * w)
-    )
-    return (off - sp.diags(np.asarray(off.sum(axis=1)).ravel())).tocsr()

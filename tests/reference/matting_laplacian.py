@@ -10,7 +10,7 @@ import jax
 import numpy as np
 import scipy.sparse as sp
 
-from dhde.propagation.matting import EPS
+from dhde.propagation.matting import EPS, STENCIL_OFFSETS
 
 _WINDOW = tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1))
 _EPS_MODES = ("code", "paper")
@@ -66,3 +66,26 @@ def assemble_matting_laplacian(guide, eps: float = EPS, *, eps_mode: str = "code
     colidx = np.tile(ids, (1, 9)).ravel()
     a = sp.csr_matrix((vals.ravel(), (rows, colidx)), shape=(h * w, h * w))
     return (sp.diags(np.asarray(a.sum(axis=1)).ravel()) - a).tocsr()
+
+
+def coefficients_to_sparse(coeffs) -> sp.csr_matrix:
+    """The stencil ``coeffs`` (12, H, W) as a float64 ``scipy.sparse.csr_matrix`` L (to compare with
+    :func:`assemble_matting_laplacian`)."""
+    assert np.ndim(coeffs) == 3 and np.shape(coeffs)[0] == len(STENCIL_OFFSETS), np.shape(coeffs)
+    c = np.asarray(coeffs, np.float64)
+    _, h, w = c.shape
+    idx = np.arange(h * w).reshape(h, w)
+    rows, cols, vals = [], [], []
+    for k, (dy, dx) in enumerate(STENCIL_OFFSETS):
+        y0, y1 = 0, h - dy
+        x0, x1 = max(0, -dx), min(w, w - dx)
+        p = idx[y0:y1, x0:x1].ravel()
+        q = idx[y0 + dy : y1 + dy, x0 + dx : x1 + dx].ravel()
+        v = c[k, y0:y1, x0:x1].ravel()
+        rows += [p, q]
+        cols += [q, p]
+        vals += [-v, -v]
+    off = sp.csr_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(h * w, h * w)
+    )
+    return (off - sp.diags(np.asarray(off.sum(axis=1)).ravel())).tocsr()
