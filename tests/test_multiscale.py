@@ -8,15 +8,10 @@ import numpy as np
 import pytest
 
 from dhde.filters import bilateral
-
 from dhde.propagation import matting
-
 from dhde.propagation import solver as propagation
-
 from dhde.estimation import pyramid
-
 from dhde.filters import rolling_guidance
-
 from dhde.estimation import sparse_map
 from dhde.estimation.classify import classify_edges
 from dhde.filters.edges import DEFAULT_SIGMA, _scale_map_jit

@@ -17,7 +17,6 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from dhde.io import atomic
-
 from dhde.config import check as config_check
 from dhde.config.check import ConfigError
 from dhde.io.image import IMAGE_SUFFIXES
