@@ -106,7 +106,7 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     if a.tiny:
         # the 'large' image has the small one's size: the same code path without a second compilation
-        size, large, batches, steps, warmup, repeats = (64, 80), (64, 80), [16, 32], 2, 1, 2
+        size, large, batches, steps, warmup, repeats = (64, 80), (64, 80), [16], 2, 1, 1
     else:
         size, large, batches, steps, warmup, repeats = (480, 640), (3000, 4000), [1024, 4096], 30, 3, 10
     repeats = a.repeats or repeats
