@@ -22,6 +22,6 @@ def label_to_sigma(label: jax.Array) -> jax.Array:
 
 
 def sigma_to_label(sigma: jax.Array) -> jax.Array:
-    """Sigma in pixels -> the nearest 0-based label (int32), clipped to 0..10."""
+    """Sigma in pixels (any shape, float) -> the nearest 0-based label (int32, same shape), clipped to 0..10."""
     s = jnp.asarray(sigma, jnp.float32)
     return jnp.clip(jnp.round((s - SIGMA_MIN) / SIGMA_STEP), 0, NUM_LABELS - 1).astype(jnp.int32)

@@ -64,7 +64,6 @@ NO_SHAPES = {
     "init_model": "takes a ModelConfig and a key, returns a model",
     "load_model": "takes a folder, returns a model",
     "save_model": "takes a model and a folder",
-    "sigma_to_label": "TODO (dhde/labels.py): say 'any shape' as label_to_sigma does",
 }
 
 # An array shape in a docstring: "(H, W, 3)", "(N, 11)", "(C,)", or said in words.
