@@ -37,7 +37,6 @@ def main(argv=None) -> None:
     ap.add_argument("--repeats", type=int, default=5)
     a = ap.parse_args(argv)
 
-    from dhde.estimation import dense_map
     from dhde.estimation.classify import classify_edges
     from dhde.estimation.inference import estimate_core
     from dhde.estimation.options import EstimateOptions

@@ -95,7 +95,7 @@ def training_rows(batches: list[int], steps: int, warmup: int) -> list[tuple]:
         r = bench_train(mcfg, batch, steps, warmup)
         rows.append((f"training B/separate, batch {batch} (patches/s)", f"{r['loop_pps']:.0f}",
                      f">= {GOAL_TRAIN_PPS:,}"))
-        rows.append((f"  same, batch already on device (patches/s)", f"{r['resident_pps']:.0f}", ""))
+        rows.append(("  same, batch already on device (patches/s)", f"{r['resident_pps']:.0f}", ""))
     return rows
 
 

@@ -27,16 +27,16 @@ Files per image ``stem`` (besides ``<stem>_defocus_color.png``, a preview of the
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from pathlib import Path
 from typing import Callable, Mapping
 
 import numpy as np
 
+from dhde import checks
 from dhde.applications import AllInFocusParams, DepthParams, MagnifyParams, SegmentParams
 from dhde.cli.common import check_common, for_each_image, report, reported_warnings
-from dhde.model.spec import LazyModel, as_model, resolve_model  # noqa: F401 (re-exported for the CLI)
+from dhde.model.spec import LazyModel
 from dhde.io import atomic
 from dhde.io.image import load_image, save_image
 from dhde.io.outputs import colorize
@@ -59,19 +59,12 @@ APPS = tuple(APP_CONFIGS)
 
 def _num(params: dict, key: str, *, lo: float | None = None, hi: float | None = None,
          lo_open: bool = False, integer: bool = False) -> float:
-    v = params[key]
-    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{key} must be a number, got {v!r}")
-    if integer and float(v) != int(v):
-        raise ValueError(f"{key} must be an integer, got {v!r}")
-    v = float(v)
-    if not math.isfinite(v):
-        raise ValueError(f"{key} must be finite, got {v}")
-    if lo is not None and (v <= lo if lo_open else v < lo):
-        raise ValueError(f"{key} must be {'>' if lo_open else '>='} {lo}, got {v}")
-    if hi is not None and v > hi:
-        raise ValueError(f"{key} must be <= {hi}, got {v}")
-    return int(v) if integer else v
+    v = checks.scalar(params[key], key, lo=lo, hi=hi, lo_open=lo_open)  # a TypeError for a non-number
+    if integer:
+        if v != int(v):
+            raise ValueError(f"{key} must be an integer, got {params[key]!r}")
+        return int(v)
+    return v
 
 
 def _flag(params: dict, key: str) -> bool:

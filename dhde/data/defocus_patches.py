@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 
 from dhde import checks
 from dhde.data.camera import CameraConfig
+from dhde.data.config import DataConfig
 from dhde.data.patch_sampling import image_examples, image_phases
 from dhde.data.sources import SPLITS, area_downscale, iter_source, source_entries
 from dhde.data.tfds_compat import InPackageBuilderMixin
@@ -48,6 +49,10 @@ from dhde.labels import NUM_LABELS
 # The module docstring is the data set's TFDS description: kept as it was. This module holds the
 # TFDS builder (data set name ``defocus_patches``), its configs and the build / load helpers; the
 # per-photograph work (pixel choice, blurs, cutting, camera effects) is dhde.data.patch_sampling.
+
+
+#: The data defaults, from their one home (:class:`dhde.data.config.DataConfig`).
+_DATA = DataConfig()
 
 
 @dataclasses.dataclass
@@ -77,21 +82,21 @@ class DefocusPatchesConfig(tfds.core.BuilderConfig):
       source_data_dir: TFDS data_dir of a "tfds:" source.
     """
 
-    source: str = "skimage"
-    max_per_scale: int = 300
-    max_images: int | None = None
-    seed: int = 0
-    source_data_dir: str | None = None
-    downscale: int = 3
-    phases: bool | int = True
-    noise: float = 3.0
-    gain_min: float = 1.0
-    offset: float = 0.0
-    jpeg: float = 0.0
-    jpeg_min: int = 60
-    jpeg_max: int = 95
-    disk: float = 0.0
-    screen: bool = False
+    source: str = _DATA.source
+    max_per_scale: int = _DATA.max_per_scale
+    max_images: int | None = _DATA.max_images
+    seed: int = _DATA.seed
+    source_data_dir: str | None = _DATA.source_data_dir
+    downscale: int = _DATA.downscale
+    phases: bool | int = _DATA.phases
+    noise: float = _DATA.noise
+    gain_min: float = _DATA.gain_min
+    offset: float = _DATA.offset
+    jpeg: float = _DATA.jpeg
+    jpeg_min: int = _DATA.jpeg_min
+    jpeg_max: int = _DATA.jpeg_max
+    disk: float = _DATA.disk
+    screen: bool = _DATA.screen
 
     def camera(self) -> CameraConfig:
         return CameraConfig(gain_min=self.gain_min, offset=self.offset, noise=self.noise,
@@ -161,21 +166,21 @@ class DefocusPatches(InPackageBuilderMixin, tfds.core.GeneratorBasedBuilder):
 
 
 def make_config(
-    source: str = "skimage",
-    max_per_scale: int = 300,
-    max_images: int | None = None,
-    seed: int = 0,
-    source_data_dir: str | None = None,
-    downscale: int = 3,
-    phases: bool | int = True,
-    noise: float = 3.0,
-    gain_min: float = 1.0,
-    offset: float = 0.0,
-    jpeg: float = 0.0,
-    jpeg_min: int = 60,
-    jpeg_max: int = 95,
-    disk: float = 0.0,
-    screen: bool = False,
+    source: str = _DATA.source,
+    max_per_scale: int = _DATA.max_per_scale,
+    max_images: int | None = _DATA.max_images,
+    seed: int = _DATA.seed,
+    source_data_dir: str | None = _DATA.source_data_dir,
+    downscale: int = _DATA.downscale,
+    phases: bool | int = _DATA.phases,
+    noise: float = _DATA.noise,
+    gain_min: float = _DATA.gain_min,
+    offset: float = _DATA.offset,
+    jpeg: float = _DATA.jpeg,
+    jpeg_min: int = _DATA.jpeg_min,
+    jpeg_max: int = _DATA.jpeg_max,
+    disk: float = _DATA.disk,
+    screen: bool = _DATA.screen,
 ) -> DefocusPatchesConfig:
     """A config whose name encodes its settings, so different settings never share files.
 

@@ -178,11 +178,11 @@ def propagate_arrays(
 # ----------------------------------------------------------------------------- public API
 
 
-def _check_map(name: str, x, shape: tuple) -> np.ndarray:
+def _check_map(name: str, x, shape: tuple) -> jax.Array:
     arr = checks.as_array(x, name)
     if tuple(arr.shape) != shape:
         raise ValueError(f"{name} must have shape {shape} (the guide's H, W), got {tuple(arr.shape)}")
-    return np.asarray(checks.real_array(arr, name, ndim=2))
+    return checks.real_array(arr, name, ndim=2)
 
 
 def propagate(

@@ -7,7 +7,6 @@ donated. The same code runs on one CPU and on N accelerators.
 
 from __future__ import annotations
 
-import dataclasses
 from functools import partial
 from typing import Any
 
