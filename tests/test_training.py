@@ -345,34 +345,46 @@ def _fresh_copy(run: Path, dest: Path) -> Path:
 
 
 def _flip_64_bytes(workdir: Path, step: int) -> Path:
-    """Flips 64 bytes in the middle of an array-data file of checkpoint ``step``: preferably one
-    that orbax still restores, with changed values (the silent case of the issue; which file
-    holds which array depends on OCDBT's layout), else the largest."""
+    """Flips 64 consecutive bytes of an array-data file of checkpoint ``step`` where it matters:
+    preferably where orbax still restores, with changed values (the silent case of the issue),
+    else where the restore fails. Which file holds which array, and which byte ranges of an
+    OCDBT data file are referenced at all, depends on the layout of the write, so several
+    positions (middle, quarters, near the ends) of every data file are tried."""
     item = workdir / "checkpoints" / str(step) / "default"
-    with ocp.StandardCheckpointer() as c:
-        before = _flat(c.restore(item))
+
+    def restored():
+        with ocp.StandardCheckpointer() as c:
+            return _flat(c.restore(item))
+
+    before = restored()
     files = sorted((p for p in item.rglob("*") if p.is_file() and p.parent.name == "d"),
                    key=lambda p: (-p.stat().st_size, str(p)))
-    for f in files:
+    candidates = [(f, off) for f in files for off in sorted({max(0, min(f.stat().st_size - 64, int(f.stat().st_size * q)))
+                                                             for q in (0.5, 0.25, 0.75, 0.1, 0.9)})]
+
+    def effect(f: Path, off: int) -> str:
         original = f.read_bytes()
         b = bytearray(original)
         for i in range(64):
-            b[len(b) // 2 + i] ^= 0xFF
+            b[off + i] ^= 0xFF
         f.write_bytes(bytes(b))
         try:
-            with ocp.StandardCheckpointer() as c:
-                after = _flat(c.restore(item))
-            if any(not np.array_equal(before[k], after[k]) for k in before):
-                return f  # restores silently with different values
+            after = restored()
+            result = "silent" if any(not np.array_equal(before[k], after[k]) for k in before) else "none"
         except Exception:
-            pass
-        f.write_bytes(original)
-    f = files[0]
-    b = bytearray(f.read_bytes())
-    for i in range(64):
-        b[len(b) // 2 + i] ^= 0xFF
-    f.write_bytes(bytes(b))
-    return f
+            result = "error"
+        if result == "none":
+            f.write_bytes(original)
+        return result
+
+    for wanted in ("silent", "error"):
+        for f, off in candidates:
+            original = f.read_bytes()
+            got = effect(f, off)
+            if got == wanted:
+                return f
+            f.write_bytes(original)
+    raise AssertionError(f"no 64-byte flip in {[f.name for f in files]} changes or breaks the checkpoint")
 
 
 # Issue 13, cases 4 and 5: a damaged latest checkpoint is detected (checksum), set aside (renamed,

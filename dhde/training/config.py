@@ -19,6 +19,7 @@ nothing (all but ``optimizer.grad_clip``, whose None turns clipping off), takes 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -186,10 +187,7 @@ class ModelSection:
                      encoding: str = ModelConfig.encoding) -> ModelConfig:
         """The ModelConfig; a bad feature set, encoding or choice raises ConfigError naming its key."""
         try:
-            return ModelConfig(feature_set=feature_set, encoding=encoding, c_large=self.c_large,
-                               c_small=self.c_small, gradient=self.gradient, small_padding=self.small_padding,
-                               hidden=self.hidden, dropout=self.dropout, hand_scale=self.hand_scale,
-                               normalize=self.normalize)
+            return ModelConfig(feature_set=feature_set, encoding=encoding, **dataclasses.asdict(self))
         except ValueError as e:
             msg = str(e)
             key = ("features.set" if "feature" in msg else "encoding.name" if "encoding" in msg
