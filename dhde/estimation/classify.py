@@ -19,7 +19,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from dhde.features.pipeline import scale_features, to_cnn_range
+from dhde.features.pipeline import cnn_input, scale_hand, to_cnn_range
 from dhde.model import cnn_shared as deep_shared
 from dhde.labels import NUM_LABELS
 from dhde.model.network import DefocusModel
@@ -30,13 +30,17 @@ from dhde.filters.patches import LARGE, SMALL, extract_patches
 SHARED_MAX_PIXELS = 3_000_000
 
 
-def _classify_scale(image, scales, scale: int, small: bool, model: DefocusModel, chunk: int, probs, deep_fn=None):
+def _classify_scale(image, value, scales, scale: int, small: bool, model: DefocusModel, chunk: int, probs,
+                    deep_fn=None):
     """Accumulates (H*W, 11) probabilities of the pixels whose scale map equals ``scale``.
 
-    deep_fn(cnn, coords) -> (N, 25) deep features from the patches' CNN input (``scale_features``'
-    ``cnn``, (N, 27, 27, 3)) and centres, or None for the model's own per-patch CNN.
+    The hand-crafted features read value-channel context patches cut from ``value`` (a third
+    of the RGB gather; same numbers, see ``pipeline.value_bins``). deep_fn(coords) -> (N, 25)
+    deep features of the patches centred on ``coords`` (N, 2), or None for the model's own
+    per-patch CNN on RGB patches.
     """
     h, w = scales.shape
+    cfg = model.config
     flat = scales.reshape(-1) == scale
     count = jnp.sum(flat)
     (idx,) = jnp.nonzero(flat, size=h * w + chunk, fill_value=0)
@@ -47,12 +51,14 @@ def _classify_scale(image, scales, scale: int, small: bool, model: DefocusModel,
         sel = jax.lax.dynamic_slice_in_dim(idx, i * chunk, chunk)
         valid = i * chunk + jnp.arange(chunk) < count
         coords = jnp.stack([sel // w, sel % w], axis=-1).astype(jnp.int32)
-        ctx = extract_patches(image, coords, side)
-        f = scale_features(ctx, small, model.config)
-        if deep_fn is None:
-            p = model.probabilities(f.hand, f.cnn)
+        hand = scale_hand(extract_patches(value, coords, side), small, cfg)
+        if not cfg.uses_deep:
+            p = model.probabilities_from_deep(hand, None)
+        elif deep_fn is None:
+            cnn = cnn_input(extract_patches(image, coords, side), cfg.small_padding, cfg.normalize)
+            p = model.probabilities(hand, cnn)
         else:
-            p = model.probabilities_from_deep(f.hand, deep_fn(f.cnn, coords))
+            p = model.probabilities_from_deep(hand, deep_fn(coords))
         target = jnp.where(valid, sel, h * w)  # invalid rows go to a dump row
         return i + 1, probs.at[target].set(p, mode="drop")
 
@@ -70,12 +76,12 @@ def _shared_deep(image, model: DefocusModel, small: bool):
     if small:
         if cfg.small_padding != "replicate":
             return None
-        o = (LARGE - SMALL) // 2  # the 15x15 patch inside its replicate-padded CNN input
-        return lambda cnn, coords: deep_shared.deep_feature_small(params, cnn[:, o:o + SMALL, o:o + SMALL])
+        image255 = to_cnn_range(image)  # the 15x15 patch inside its replicate-padded CNN input
+        return lambda coords: deep_shared.deep_feature_small(params, extract_patches(image255, coords, SMALL))
     if image.shape[0] * image.shape[1] > SHARED_MAX_PIXELS:
         return None
     maps = deep_shared.pool1_maps(params, to_cnn_range(image))
-    return lambda cnn, coords: deep_shared.deep_feature_large_at(params, maps, coords)
+    return lambda coords: deep_shared.deep_feature_large_at(params, maps, coords)
 
 
 def classify_edges(image, scales, model: DefocusModel, chunk: int = 2048, shared_first_layer: bool = True):
@@ -95,12 +101,13 @@ def classify_edges(image, scales, model: DefocusModel, chunk: int = 2048, shared
     """
     h, w = scales.shape
     probs = jnp.zeros((h * w, NUM_LABELS), jnp.float32)
+    value = jnp.max(image, axis=-1)
     large_fn = _shared_deep(image, model, False) if shared_first_layer else None
     if model.config.encoding == "single_scale":
         scales = (scales > 0).astype(jnp.int32)
-        probs = _classify_scale(image, scales, 1, False, model, chunk, probs, large_fn)
+        probs = _classify_scale(image, value, scales, 1, False, model, chunk, probs, large_fn)
     else:
         small_fn = _shared_deep(image, model, True) if shared_first_layer else None
-        probs = _classify_scale(image, scales, 1, False, model, chunk, probs, large_fn)
-        probs = _classify_scale(image, scales, 2, True, model, chunk, probs, small_fn)
+        probs = _classify_scale(image, value, scales, 1, False, model, chunk, probs, large_fn)
+        probs = _classify_scale(image, value, scales, 2, True, model, chunk, probs, small_fn)
     return probs.reshape(h, w, NUM_LABELS)

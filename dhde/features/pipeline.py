@@ -127,6 +127,57 @@ def cnn_input(rgb_ctx: jax.Array, small_padding: str = "replicate", normalize: s
     return p
 
 
+def normalize_value_context(gray_ctx: jax.Array, floor: float = NORMALIZE_FLOOR) -> jax.Array:
+    """:func:`normalize_context` (``over="value"``) of value-channel context patches.
+
+    ``max_c normalize_context(rgb_ctx)[..., c] == normalize_value_context(max_c rgb_ctx[..., c])``
+    exactly (bit for bit): subtracting ``lo`` and dividing by the positive range are monotone
+    in float32, so they commute with the maximum over the channels. A third of the work.
+
+    Args:
+      gray_ctx: (N, w + 2, w + 2) float32 value-channel context patches in [0, 1].
+      floor: smallest range divided by.
+
+    Returns:
+      (N, w + 2, w + 2) float32; the inner w x w spans exactly [0, 1] when its range >= floor.
+    """
+    inner = gray_ctx[:, 1:-1, 1:-1]
+    lo, hi = jnp.min(inner, axis=(1, 2)), jnp.max(inner, axis=(1, 2))
+    lo, hi = lo[:, None, None], hi[:, None, None]
+    return (gray_ctx - lo) / jnp.maximum(hi - lo, floor)
+
+
+def value_bins(
+    gray_ctx: jax.Array, components: tuple[str, ...], gradient: str = "forward", normalize: str = "none"
+) -> dict[str, jax.Array]:
+    """Hand-crafted feature bins of value-channel context patches (what :func:`patch_bins` runs
+    after taking the maximum over RGB; inference cuts these straight from the value channel).
+
+    Args:
+      gray_ctx: (N, w + 2, w + 2) float32 in [0, 1], w = 27 (25 bins) or 15 (13 bins).
+      components, gradient, normalize: as :func:`patch_bins`.
+
+    Returns:
+      {component: (N, n_bins) float32}, each row log1p + L1 normalised.
+    """
+    w = gray_ctx.shape[1] - 2
+    if gray_ctx.ndim != 3 or w not in BINS:
+        raise ValueError(f"expected (N, {LARGE + 2} or {SMALL + 2}, same) value context patches, got {gray_ctx.shape}")
+    n = BINS[w]
+    _check_normalize(normalize)
+    if normalize == "patch":
+        gray_ctx = normalize_value_context(gray_ctx)
+    gray = gray_ctx[:, 1:-1, 1:-1]
+    out = {}
+    if "D" in components:
+        out["D"] = dct_feature(gray, n)
+    if "G" in components:
+        out["G"] = gradient_feature(patch_gradient_magnitude(gray_ctx, gradient), n)
+    if "S" in components:
+        out["S"] = singular_value_feature(gray, n)
+    return out
+
+
 def patch_bins(
     rgb_ctx: jax.Array, components: tuple[str, ...], gradient: str = "forward", normalize: str = "none"
 ) -> dict[str, jax.Array]:
@@ -140,25 +191,13 @@ def patch_bins(
         histogram, DCT and singular values are then relative to the patch's own range).
 
     Returns:
-      {component: (N, n_bins) float32}, each row log1p + L1 normalised.
+      {component: (N, n_bins) float32}, each row log1p + L1 normalised; equal to
+      :func:`value_bins` of ``max(rgb_ctx, -1)``, which is how it is computed.
     """
     w = rgb_ctx.shape[1] - 2
     if w not in BINS:
         raise ValueError(f"context patches must be {LARGE + 2} or {SMALL + 2} wide, got {w + 2}")
-    n = BINS[w]
-    _check_normalize(normalize)
-    if normalize == "patch":
-        rgb_ctx = normalize_context(rgb_ctx)
-    gray_ctx = jnp.max(rgb_ctx, axis=-1)
-    gray = gray_ctx[:, 1:-1, 1:-1]
-    out = {}
-    if "D" in components:
-        out["D"] = dct_feature(gray, n)
-    if "G" in components:
-        out["G"] = gradient_feature(patch_gradient_magnitude(gray_ctx, gradient), n)
-    if "S" in components:
-        out["S"] = singular_value_feature(gray, n)
-    return out
+    return value_bins(jnp.max(rgb_ctx, axis=-1), components, gradient, normalize)
 
 
 def encode_hand(
@@ -242,6 +281,29 @@ def context_cnn(rgb_ctx29: jax.Array, is_small: jax.Array, config) -> jax.Array:
     return jnp.where(is_small[:, None, None, None], sm, big)
 
 
+def scale_hand(gray_ctx: jax.Array, small: bool, config) -> jax.Array:
+    """Encoded hand-crafted features of single-scale value-channel context patches.
+
+    Args:
+      gray_ctx: (N, 29, 29) for large or (N, 17, 17) for small patches: the value channel
+        (max over RGB) in [0, 1].
+      small: whether these are small (15x15) patches.
+      config: a :class:`dhde.model.network.ModelConfig`.
+
+    Returns:
+      (N, config.hand_width) float32, equal to ``scale_features(rgb_ctx, small, config).hand``
+      for ``gray_ctx = max(rgb_ctx, -1)``.
+    """
+    n = gray_ctx.shape[0]
+    comps = config.hand_components
+    bins = value_bins(gray_ctx, comps, config.gradient, config.normalize)
+    is_small = jnp.full((n,), small)
+    return encode_hand(
+        None if small else bins, bins if small else None, is_small, comps,
+        config.encoding, config.c_large, config.c_small,
+    )
+
+
 def scale_features(rgb_ctx: jax.Array, small: bool, config) -> PatchFeatures:
     """Features of single-scale context patches (the inference path: no wasted work).
 
@@ -251,13 +313,7 @@ def scale_features(rgb_ctx: jax.Array, small: bool, config) -> PatchFeatures:
       config: a :class:`dhde.model.network.ModelConfig`.
     """
     n = rgb_ctx.shape[0]
-    comps = config.hand_components
-    bins = patch_bins(rgb_ctx, comps, config.gradient, config.normalize)
-    is_small = jnp.full((n,), small)
-    hand = encode_hand(
-        None if small else bins, bins if small else None, is_small, comps,
-        config.encoding, config.c_large, config.c_small,
-    )
+    hand = scale_hand(jnp.max(rgb_ctx, axis=-1), small, config)
     if config.uses_deep:
         cnn = cnn_input(rgb_ctx, config.small_padding, config.normalize)
     else:

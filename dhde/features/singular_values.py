@@ -2,8 +2,12 @@
 
 Two methods give the singular values:
 
-* ``"svd"`` (default): ``jnp.linalg.svd(compute_uv=False)``, LAPACK's ``gesdd`` on CPU, one
-  patch after the other. Exact to float32 rounding; compiles in about a second.
+* ``"svd"`` (default): ``lax.linalg.svd(compute_uv=False)``, one patch after the other. On
+  CPU it asks for the QR algorithm, LAPACK's ``gesvd`` (Householder bidiagonalisation, then the
+  values alone by dqds): 1.5x faster there than the default ``gesdd`` (27x27, values only:
+  ~15 against ~23 us per patch on one core) and the same values to float32 rounding (the test
+  compares both with float64 NumPy). Other backends use their default algorithm. Compiles in
+  about a second.
 * ``"bidiag"``: the same algorithm written as batched JAX array code: Householder
   bidiagonalisation of all patches at once (batch-first, in blocks of 1024 patches), then the
   top ``n`` singular values of each bidiagonal by bisection with relatively accurate
@@ -120,10 +124,17 @@ def _singular_values_bidiag(p: jax.Array, n: int) -> jax.Array:
     return map_in_blocks(lambda b: _top_singular_values(b[:, :w].T, b[:, w:].T, n).T, de, _BISECT_BLOCK)
 
 
+def _lapack_singular_values(p: jax.Array) -> jax.Array:
+    """(B, w, w) -> (B, w) singular values, descending (gesvd on CPU, the default elsewhere)."""
+    cpu = jax.default_backend() == "cpu"
+    algorithm = lax.linalg.SvdAlgorithm.QR if cpu else lax.linalg.SvdAlgorithm.DEFAULT
+    return lax.linalg.svd(p, full_matrices=False, compute_uv=False, algorithm=algorithm)
+
+
 @partial(jax.jit, static_argnames=("n", "method"))
 def _sv_feature(p: jax.Array, n: int, method: str) -> jax.Array:
     if method == "svd":
-        s = jnp.linalg.svd(p, compute_uv=False)[:, :n]
+        s = _lapack_singular_values(p)[:, :n]
     else:
         s = _singular_values_bidiag(p, n)
     return log_l1_normalize(s)
