@@ -58,6 +58,29 @@ def test_estimate_shapes_units_and_no_recompile(model):
     assert estimate_core._cache_size() == n
 
 
+def test_option_numbers_are_traced_not_static(model):
+    """gamma, eps, tol and the filter sigmas are pytree leaves of EstimateOptions: a change reuses
+    the compiled estimator (and changes the map); a static field (maxiter) recompiles."""
+    from dhde.estimation.options import TRACED_FIELDS
+
+    base = EstimateOptions(**FAST)
+    leaves, tree = jax.tree_util.tree_flatten(base)
+    assert len(leaves) == len(TRACED_FIELDS) and jax.tree_util.tree_unflatten(tree, leaves) == base
+    img, key = jnp.asarray(_scene(3)), jax.random.key(0)
+    f = jax.jit(estimate_core.__wrapped__)  # a fresh cache
+    ref = np.asarray(f(img, model, key, base).defocus)
+    changed = EstimateOptions(**FAST, gamma=0.05, eps=3e-5, tol=1e-3, rgf_sigma_r=1.0, bf_sigma_s=40.0,
+                              bf_sigma_r=50.0, bf_sigma_c=0.5, contrast_floor=0.01, median_sigma_r=0.3)
+    other = np.asarray(f(img, model, key, changed).defocus)
+    assert f._cache_size() == 1
+    assert np.abs(other - ref).max() > 1e-3  # the new numbers are used
+    f(img, model, key, EstimateOptions(**{**FAST, "maxiter": 301}))
+    assert f._cache_size() == 2
+    # the traced run equals the same options passed as static constants
+    static = jax.jit(estimate_core.__wrapped__, static_argnums=3)
+    np.testing.assert_allclose(np.asarray(static(img, model, key, changed).defocus), other, atol=1e-5)
+
+
 def test_size_multiple_crops_back(model):
     res = estimate_defocus(_scene(3, 45, 50), model, size_multiple=16, **FAST)
     assert res.defocus.shape == (45, 50) and res.guidance.shape == (45, 50, 3)

@@ -117,18 +117,20 @@ def _estimate_impl(image, model: DefocusModel, key, opts: EstimateOptions) -> De
     return DefocusResult(x, sparse, conf, filtered, mask, scales, guide, probs, residual, level)
 
 
-@partial(jax.jit, static_argnames=("opts",))
+@jax.jit
 def estimate_core(image: jax.Array, model: DefocusModel, key: jax.Array, opts: EstimateOptions) -> DefocusResult:
     """The jit-compiled estimator for one (H, W, 3) float32 image in [0, 1] (no validation).
 
-    Call this from your own jitted code; ``model.params`` are traced, ``model.config`` and
-    ``opts`` static. ``opts.levels`` is capped silently to what the image size allows
+    Call this from your own jitted code; ``model.params`` are traced, ``model.config`` static;
+    ``opts`` is a pytree whose numbers (``options.TRACED_FIELDS``: gamma, eps, tol, the filter
+    sigmas, the contrast floor) are traced, so changing them does not recompile, and whose
+    other fields are static. ``opts.levels`` is capped silently to what the image size allows
     (:func:`effective_levels`; :func:`estimate_defocus` warns). Use :func:`estimate_defocus` for validated input and defaults.
     """
     return _estimate_impl(image, model, key, opts)
 
 
-@partial(jax.jit, static_argnames=("opts",))
+@jax.jit
 def estimate_batch_core(images: jax.Array, model: DefocusModel, key: jax.Array, opts: EstimateOptions) -> DefocusResult:
     """:func:`estimate_core` over a batch (B, H, W, 3) of same-size images (vmapped)."""
     keys = jax.random.split(key, images.shape[0])

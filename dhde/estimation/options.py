@@ -13,9 +13,22 @@ from dhde.filters.edges import CONTRAST_FLOOR, ESTIMATION_THRESHOLDS
 from dhde.propagation import solver as propagation
 
 
+#: The numbers of :class:`EstimateOptions` that are traced under ``jax.jit`` (pytree leaves):
+#: changing them does not recompile. Everything else (shapes, iteration counts, choices, the
+#: Canny thresholds and the Gaussian widths that set kernel sizes) is static.
+TRACED_FIELDS = ("contrast_floor", "rgf_sigma_r", "bf_sigma_s", "bf_sigma_r", "bf_sigma_c", "gamma", "eps",
+                 "tol", "median_sigma_r")
+
+
 @dataclasses.dataclass(frozen=True)
 class EstimateOptions:
-    """Every knob of the estimator (static: a change recompiles). Defaults follow the paper.
+    """Every knob of the estimator. Defaults follow the paper.
+
+    A pytree: the numbers in :data:`TRACED_FIELDS` (contrast floor, range sigmas, bilateral
+    sigmas, gamma, eps, tol) are its leaves, traced when the options are passed to a jitted
+    function (:func:`dhde.estimation.inference.estimate_core`), so changing them reuses the
+    compiled program; every other field is static (part of the tree structure), and changing it
+    recompiles. Also hashable, so it still works as a static argument.
 
     Attributes:
       thresholds: Canny threshold pairs (fractions of the max gradient), weak then strong.
@@ -134,6 +147,26 @@ class EstimateOptions:
             raise ValueError("seeds and seed_min_distance must be >= 0")
         if self.median_iterations < 0 or self.median_radius < 1:
             raise ValueError("median_iterations must be >= 0 and median_radius >= 1")
+
+
+def _flatten_options(o: EstimateOptions):
+    children = tuple(getattr(o, f) for f in TRACED_FIELDS)
+    aux = tuple((f.name, getattr(o, f.name)) for f in dataclasses.fields(o) if f.name not in TRACED_FIELDS)
+    return children, aux
+
+
+def _unflatten_options(aux, children) -> EstimateOptions:
+    # No __init__: the leaves may be tracers (or placeholders jax puts in a tree), which the
+    # host-side checks of __post_init__ must not see. They were checked when the options were made.
+    o = object.__new__(EstimateOptions)
+    for name, value in aux:
+        object.__setattr__(o, name, value)
+    for name, value in zip(TRACED_FIELDS, children):
+        object.__setattr__(o, name, value)
+    return o
+
+
+jax.tree_util.register_pytree_node(EstimateOptions, _flatten_options, _unflatten_options)
 
 
 class DefocusResult(NamedTuple):

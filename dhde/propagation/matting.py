@@ -48,8 +48,11 @@ EPS_MODES = ("code", "paper")
 def regularizer(eps: float = EPS, eps_mode: str = "code") -> float:
     """The ridge ``lam`` added to C^T C (= 9 Sigma) per window, the ``lam`` argument of
     :func:`stencil_coefficients`: 9 eps ("code", the authors' ``Sigma + eps I``) or eps
-    ("paper", ``Sigma + eps / 9 I``). ``eps`` > 0 (a host number); raises ValueError otherwise."""
+    ("paper", ``Sigma + eps / 9 I``). ``eps`` > 0, a number (checked; raises ValueError
+    otherwise) or a traced scalar (not checked)."""
     checks.choice(eps_mode, "eps_mode", EPS_MODES)
+    if isinstance(eps, jax.core.Tracer):
+        return 9.0 * eps if eps_mode == "code" else eps
     if not (isinstance(eps, (int, float, np.floating)) and not isinstance(eps, bool) and np.isfinite(eps) and eps > 0):
         raise ValueError(f"eps must be a positive finite number, got {eps!r}")
     return 9.0 * eps if eps_mode == "code" else eps
