@@ -86,20 +86,24 @@ def _stencil_apply(stencil: jax.Array, x: jax.Array) -> jax.Array:
     return out
 
 
-def _full_stencil(coeffs: jax.Array, mass: jax.Array) -> jax.Array:
-    """(5, 5, H, W) stencil of L + diag(mass) from the Laplacian-form coefficients."""
+def _full_planes(coeffs: jax.Array, mass: jax.Array, one: jax.Array) -> list:
+    """The stencil of L + diag(mass) from the Laplacian-form coefficients, as 5 x 5 planes
+    (``planes[2 + dy][2 + dx]``, (H, W) each), not stacked: the fine level is only read (Galerkin
+    product, row sums), so XLA fuses each off-diagonal plane (a negated, shifted coefficient
+    plane) into its readers instead of holding a (5, 5, H, W) copy (1.2 GB at 12 MP). Only the
+    diagonal (a sum of 25 planes) is materialised, with ``one`` (see :func:`_fence`)."""
     rows = [[None] * 5 for _ in range(5)]
     for k, (dy, dx) in enumerate(STENCIL_OFFSETS):
         rows[2 + dy][2 + dx] = -coeffs[k]
         rows[2 - dy][2 - dx] = -stencil_shift(coeffs[k], -dy, -dx)
-    rows[2][2] = mass + laplacian_diagonal(coeffs)
-    return jnp.stack([jnp.stack(r) for r in rows])
+    rows[2][2] = _fence(mass + laplacian_diagonal(coeffs), one)
+    return rows
 
 
-def _abs_row_sum(stencil: jax.Array) -> jax.Array:
-    """D_l1 = sum_j |A(p, j)| of a (5, 5, h, w) stencil (explicit plane sum: XLA's CPU reduce
-    over the two leading axes is ~15x slower)."""
-    return sum(jnp.abs(stencil[i, j]) for i in range(5) for j in range(5))
+def _abs_row_sum(stencil) -> jax.Array:
+    """D_l1 = sum_j |A(p, j)| of a (5, 5, h, w) stencil or 5 x 5 planes (explicit plane sum:
+    XLA's CPU reduce over the two leading axes is ~15x slower)."""
+    return sum(jnp.abs(stencil[i][j]) for i in range(5) for j in range(5))
 
 
 def safe_inverse(d: jax.Array) -> jax.Array:
@@ -162,6 +166,23 @@ def _interp_weights(n: int) -> np.ndarray:
     return wts
 
 
+def _axis_weights(n: int):
+    """Bilinear transfer weights along an axis of n fine points -> (nc, wts (3, nc), shifted (5, 3, nc)):
+    w_a(I) for a = -1, 0, 1 and w_b(I + D) for D = -2..2 (zero outside the coarse grid)."""
+    nc = (n + 1) // 2
+    wts = _interp_weights(n)
+    shifted = np.zeros((5, 3, nc), np.float32)
+    for d in range(-2, 3):
+        lo, hi = max(0, -d), min(nc, nc - d)
+        shifted[d + 2, :, lo:hi] = wts[:, lo + d : hi + d]
+    return nc, wts, shifted
+
+
+def _galerkin_terms(d: int):
+    """(a, b, dd) of the fine couplings A(2 I + a, 2 (I + D) + b) at fine offset dd = 2 D + b - a."""
+    return [(a, b, 2 * d + b - a) for a in (-1, 0, 1) for b in (-1, 0, 1) if abs(2 * d + b - a) <= 2]
+
+
 def _galerkin_axis(stencil: jax.Array, axis: int) -> jax.Array:
     """P^T A P for bilinear P acting on one spatial axis (2 = y, 3 = x) of a (5, 5, h, w) stencil.
 
@@ -169,13 +190,8 @@ def _galerkin_axis(stencil: jax.Array, axis: int) -> jax.Array:
     A(2 I + a, 2 (I + D) + b) over fine offsets 2 D + b - a within the 5-point radius, so the
     coarse stencil has radius 2 again. Only strided slices, no transposes."""
     n = stencil.shape[axis]
-    nc = (n + 1) // 2
+    nc, wts, shifted = _axis_weights(n)
     off_axis = axis - 2  # stencil axis holding the offset along ``axis``
-    wts = _interp_weights(n)
-    shifted = np.zeros((5, 3, nc), np.float32)  # w_b(I + D), zero outside the coarse grid
-    for d in range(-2, 3):
-        lo, hi = max(0, -d), min(nc, nc - d)
-        shifted[d + 2, :, lo:hi] = wts[:, lo + d : hi + d]
     wshape = (nc, 1) if axis == 2 else (nc,)  # weights broadcast along ``axis``
     pad = [(0, 0)] * 4
     pad[axis] = (1, 2 * nc - n)
@@ -184,22 +200,65 @@ def _galerkin_axis(stencil: jax.Array, axis: int) -> jax.Array:
     out = []
     for d in range(-2, 3):
         acc = 0.0
-        for a in (-1, 0, 1):
-            for b in (-1, 0, 1):
-                dd = 2 * d + b - a
-                if abs(dd) <= 2:
-                    wgt = (wts[a + 1] * shifted[d + 2, b + 1]).reshape(wshape)
-                    tap = jax.lax.index_in_dim(taps[a], dd + 2, off_axis, keepdims=False)
-                    acc = acc + jnp.asarray(wgt) * tap
+        for a, b, dd in _galerkin_terms(d):
+            wgt = (wts[a + 1] * shifted[d + 2, b + 1]).reshape(wshape)
+            tap = jax.lax.index_in_dim(taps[a], dd + 2, off_axis, keepdims=False)
+            acc = acc + jnp.asarray(wgt) * tap
         out.append(acc)
     return jnp.stack(out, axis=off_axis)
 
 
-def _galerkin(stencil: jax.Array, one) -> CoarseLevel:
-    """Coarse level P^T A P (bilinear P, both axes) of a (5, 5, h, w) stencil, symmetrised."""
+def _galerkin_axis_planes(planes: list, axis: int) -> list:
+    """:func:`_galerkin_axis` of a stencil given as 5 x 5 planes (``planes[2 + dy][2 + dx]``,
+    (h, w) each; axis 0 = y, 1 = x); returns 5 x 5 planes. The same sums in the same order, but
+    the planes stay separate arrays and are padded only at half size, so nothing (5, 5, h, w)-
+    sized is formed for the input. Used for the fine level only (1.2 GB less at 12 MP): it has
+    25x as many operations to compile, which the small coarse levels do not need to pay."""
+    n = planes[0][0].shape[axis]
+    nc, wts, shifted = _axis_weights(n)
+    wshape = (nc, 1) if axis == 0 else (nc,)  # weights broadcast along ``axis``
+
+    def grow(x, front, back):  # zero rows / columns at the ends of a strided (half-size) slice
+        pad = [(0, 0), (0, 0)]
+        pad[axis] = (front, back)
+        return jnp.pad(x, pad)
+
+    def taps(plane):
+        """{a: fine samples 2 I + a, I = 0 .. nc - 1 (zero outside)}: strided slices of the plane
+        itself, padded only at half size (a padded full-size copy of each plane is what XLA
+        would otherwise materialise: 25 of them, 1.2 GB at 12 MP)."""
+        return {
+            -1: grow(jax.lax.slice_in_dim(plane, 1, max(1, 2 * nc - 2), 2, axis), 1, 0),
+            0: jax.lax.slice_in_dim(plane, 0, 2 * nc - 1, 2, axis),
+            1: grow(jax.lax.slice_in_dim(plane, 1, n, 2, axis), 0, nc - n // 2),
+        }
+
+    tapped = [[taps(p) for p in row] for row in planes]
+    out = [[None] * 5 for _ in range(5)]
+    for d in range(-2, 3):
+        for other in range(5):  # the stencil offset along the other axis
+            acc = 0.0
+            for a, b, dd in _galerkin_terms(d):
+                wgt = (wts[a + 1] * shifted[d + 2, b + 1]).reshape(wshape)
+                src = tapped[dd + 2][other] if axis == 0 else tapped[other][dd + 2]
+                acc = acc + jnp.asarray(wgt) * src[a]
+            if axis == 0:
+                out[d + 2][other] = acc
+            else:
+                out[other][d + 2] = acc
+    return out
+
+
+def _galerkin(stencil, one) -> CoarseLevel:
+    """Coarse level P^T A P (bilinear P, both axes) of a (5, 5, h, w) stencil or of 5 x 5 planes
+    (the fine level, :func:`_full_planes`), symmetrised."""
     fence = partial(_fence, one=one)
-    s = fence(_galerkin_axis(stencil, 2))
-    s = fence(_galerkin_axis(s, 3))
+    if isinstance(stencil, list):
+        s = [[fence(p) for p in row] for row in _galerkin_axis_planes(stencil, 0)]
+        s = fence(jnp.stack([jnp.stack(row) for row in _galerkin_axis_planes(s, 1)]))
+    else:
+        s = fence(_galerkin_axis(stencil, 2))
+        s = fence(_galerkin_axis(s, 3))
     # Exact symmetry A(p, p + d) = A(p + d, p) (rounding differs between the two sums).
     s = fence(jnp.stack([
         jnp.stack([0.5 * (s[i, j] + stencil_shift(s[4 - i, 4 - j], i - 2, j - 2)) for j in range(5)])
@@ -239,7 +298,7 @@ def build_multigrid(coeffs: jax.Array, mass: jax.Array, max_coarse: int = MAX_CO
         raise ValueError(f"coeffs must be (12, H, W) and mass (H, W), got {coeffs.shape} and {mass.shape}")
     shapes = level_shapes(*mass.shape, max_coarse=max_coarse)
     one = (mass[0, 0] > -1.0).astype(jnp.float32)  # 1.0, but not foldable by XLA
-    stencil = _fence(_full_stencil(coeffs, mass), one)
+    stencil = _full_planes(coeffs, mass, one)  # planes, read by the two lines below only
     fine_dinv = _fence(safe_inverse(_abs_row_sum(stencil)), one)
     levels = []
     for _ in shapes[1:]:
