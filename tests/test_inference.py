@@ -29,7 +29,12 @@ def _scene(seed, h=48, w=56):
     return img
 
 
-def test_classify_matches_feature_batch(model):
+@pytest.mark.parametrize("which", ["B", "H_patch"])
+def test_classify_matches_feature_batch(model, which):
+    """classify_edges (value-channel hand features, shared CNN first layer) against per-patch
+    features of explicitly cut patches; H_patch is the shipped model's configuration."""
+    if which == "H_patch":
+        model = init_model(ModelConfig(feature_set="H", normalize="patch"), jax.random.key(1))
     img = _scene(0)
     f = extract_features(img, model.config)
     ok = np.flatnonzero(np.asarray(f.valid))

@@ -105,3 +105,32 @@ def test_normalized_model_classifies_without_shared_layer(rng):
     # exposure-invariant end to end (patch ranges are well above the floor)
     c = classify_edges(img * 0.3 + 0.1, scales, model, chunk=8)
     np.testing.assert_allclose(np.asarray(a), np.asarray(c), atol=2e-3)
+
+
+@pytest.mark.parametrize("side", [29, 17])
+def test_value_channel_path_is_bit_identical_to_normalising_rgb(rng, side):
+    """Inference cuts value-channel patches and normalises one channel: the same bits as the
+    RGB route (normalize_context over the value, then the maximum over channels), flat patches
+    below the floor included."""
+    from dhde.features.dct import dct_feature
+    from dhde.features.gradient import gradient_feature
+    from dhde.features.pipeline import BINS, normalize_value_context, patch_gradient_magnitude, scale_hand, value_bins
+    from dhde.features.singular_values import singular_value_feature
+
+    x = rng.random((6, side, side, 3)).astype(np.float32)
+    x[1] = 0.5 + 0.001 * x[1]  # range below NORMALIZE_FLOOR
+    x[2] = 0.3  # flat
+    x = jnp.asarray(x)
+    rgb_route = jnp.max(normalize_context(x), axis=-1)
+    np.testing.assert_array_equal(np.asarray(normalize_value_context(jnp.max(x, -1))), np.asarray(rgb_route))
+    n = BINS[side - 2]
+    g = rgb_route[:, 1:-1, 1:-1]
+    ref = {"D": dct_feature(g, n), "G": gradient_feature(patch_gradient_magnitude(rgb_route), n),
+           "S": singular_value_feature(g, n)}
+    got = jax.jit(lambda v: value_bins(v, ("D", "G", "S"), normalize="patch"))(jnp.max(x, -1))
+    for c in "DGS":
+        np.testing.assert_array_equal(np.asarray(got[c]), np.asarray(ref[c]))
+    cfg = ModelConfig(feature_set="H", normalize="patch")
+    small = side == 17
+    np.testing.assert_array_equal(np.asarray(scale_hand(jnp.max(x, -1), small, cfg)),
+                                  np.asarray(scale_features(x, small, cfg).hand))
