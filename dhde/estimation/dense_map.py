@@ -1,6 +1,6 @@
 """From the sparse map to the full one (paper 4.2-4.3), as the estimator runs it: the rolling-guidance
 image I_G, the probability-joint bilateral filter I_B and the matting-Laplacian propagation I_F,
-with the options of :class:`dhde.estimation.options.EstimateOptions`. Jit-safe (``opts`` static)."""
+with the options of :class:`dhde.estimation.options.EstimateOptions`. Jit-safe (``opts`` a static argument or a pytree with traced numbers, see ``EstimateOptions``)."""
 
 from __future__ import annotations
 

@@ -42,7 +42,7 @@ def point_exceedance(probabilities, level, tau, n_levels: int, pre_blur: float =
     return jnp.where(level >= 0, jnp.sum(probabilities * frac, axis=-1), 0.0).astype(jnp.float32)
 
 
-@partial(jax.jit, static_argnames=("opts", "n_levels"))
+@partial(jax.jit, static_argnames=("n_levels",))  # opts: a pytree, its numbers traced
 def _blur_probability(probabilities, level, confidence, mask, guidance, tau, *, opts, n_levels):
     p = jnp.where(mask, point_exceedance(probabilities, level, tau, n_levels, opts.pre_blur), 0.0)
     _, x, _ = filter_and_solve(p, confidence, mask, guidance, opts, 0.0, 1.0)
