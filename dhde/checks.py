@@ -83,6 +83,16 @@ def real_array(x: Any, name: str, *, ndim: int | None = None, where: str | None 
     return jnp.asarray(x, jnp.float32)
 
 
+def _finite_float32(arr: Any, where: str, name: str) -> Any:
+    """``arr`` as float32: a tracer cast unchecked; a concrete array as NumPy, NaN/inf refused."""
+    if is_traced(arr):
+        return arr.astype(np.float32)
+    arr = np.asarray(arr, np.float32)
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{where}: {name} contains NaN or infinite values")
+    return arr
+
+
 def image01(image: Any, where: str, name: str = "image") -> Any:
     """(H, W, 3) float RGB in [0, 1], finite, at least 2x2 -> float32 (NumPy; a tracer as is)."""
     arr = as_array(image, name, where)
@@ -94,11 +104,9 @@ def image01(image: Any, where: str, name: str = "image") -> Any:
         raise ValueError(f"{where}: {name} must have shape (H, W, 3), got {tuple(arr.shape)}")
     if arr.shape[0] < 2 or arr.shape[1] < 2:
         raise ValueError(f"{where}: {name} must be at least 2x2 pixels, got {tuple(arr.shape)}")
+    arr = _finite_float32(arr, where, name)
     if is_traced(arr):
-        return arr.astype(np.float32)
-    arr = np.asarray(arr, np.float32)
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{where}: {name} contains NaN or infinite values")
+        return arr
     lo, hi = float(arr.min()), float(arr.max())
     if lo < -1e-6 or hi > 1.0 + 1e-6:
         raise ValueError(f"{where}: {name} values lie in [{lo:.4g}, {hi:.4g}], expected [0, 1]")
@@ -118,11 +126,9 @@ def sigma_map(x: Any, where: str, name: str = "defocus", shape: tuple[int, int] 
         raise ValueError(f"{where}: {name} has shape {tuple(arr.shape)} but the image is {tuple(shape)} (H, W)")
     if arr.shape[0] < 1 or arr.shape[1] < 1:
         raise ValueError(f"{where}: {name} is empty, shape {tuple(arr.shape)}")
+    arr = _finite_float32(arr, where, name)
     if is_traced(arr):
-        return arr.astype(np.float32)
-    arr = np.asarray(arr, np.float32)
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{where}: {name} contains NaN or infinite values")
+        return arr
     if nonnegative and float(arr.min()) < 0:
         raise ValueError(f"{where}: {name} has negative values (min {float(arr.min()):.4g}); "
                          "blur sigma must be >= 0 pixels")

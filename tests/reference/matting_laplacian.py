@@ -6,31 +6,12 @@ Test-side reference for :mod:`dhde.propagation.matting`, whose float32 stencil
 
 from __future__ import annotations
 
-import jax
 import numpy as np
 import scipy.sparse as sp
 
-from dhde.propagation.matting import EPS, STENCIL_OFFSETS
+from dhde.propagation.matting import EPS, STENCIL_OFFSETS, check_guide, regularizer
 
 _WINDOW = tuple((dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1))
-_EPS_MODES = ("code", "paper")
-
-
-def _check_eps(eps: float, eps_mode: str) -> None:
-    if eps_mode not in _EPS_MODES:
-        raise ValueError(f"eps_mode must be one of {_EPS_MODES}, got {eps_mode!r}")
-    if not (isinstance(eps, (int, float, np.floating)) and np.isfinite(eps) and eps > 0):
-        raise ValueError(f"eps must be a positive finite number, got {eps!r}")
-
-
-def _check_guide(guide) -> None:
-    shape = np.shape(guide)
-    if len(shape) != 3 or shape[-1] != 3:
-        raise ValueError(f"guide must have shape (H, W, 3), got {shape}")
-    if shape[0] < 3 or shape[1] < 3:
-        raise ValueError(f"guide must be at least 3x3 (one 3x3 window), got {shape[:2]}")
-    if not isinstance(guide, jax.core.Tracer) and not np.all(np.isfinite(np.asarray(guide))):
-        raise ValueError("guide contains NaN or infinite values")
 
 
 def assemble_matting_laplacian(guide, eps: float = EPS, *, eps_mode: str = "code") -> sp.csr_matrix:
@@ -48,8 +29,8 @@ def assemble_matting_laplacian(guide, eps: float = EPS, *, eps_mode: str = "code
       (H*W, H*W) symmetric positive semi-definite ``scipy.sparse.csr_matrix`` (float64), pixels
       in row-major order (index y * W + x).
     """
-    _check_guide(guide)
-    _check_eps(eps, eps_mode)
+    check_guide(guide)  # the library's input checks; the arithmetic below is independent
+    regularizer(eps, eps_mode)
     g = np.asarray(guide, np.float64)
     h, w, _ = g.shape
     idx = np.arange(h * w).reshape(h, w)
