@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from dhde.estimation.classify import classify_edges
+from dhde.estimation import inference
 from dhde.estimation.inference import EstimateOptions, estimate_core, estimate_defocus, estimate_defocus_batch
 from dhde.labels import SIGMAS
 from dhde.model.network import ModelConfig, init_model
@@ -58,9 +59,11 @@ def test_estimate_shapes_units_and_no_recompile(model):
     d = np.asarray(res.defocus)
     assert np.isfinite(d).all() and d.min() > 0.3 and d.max() < 2.2  # convex-ish combination of sigmas
     assert float(res.residual) < 1e-2
-    n = estimate_core._cache_size()
+    compiled = dict(inference._COMPILED)
     estimate_defocus(_scene(2), model, **FAST)  # other content and edge count, same size
-    assert estimate_core._cache_size() == n
+    assert dict(inference._COMPILED) == compiled  # the same executables, none added
+    estimate_defocus(_scene(2)[:40], model, **FAST)  # another size compiles once more
+    assert len(inference._COMPILED) == min(len(compiled) + 1, inference.COMPILED_CACHE_SIZE)
 
 
 def test_option_numbers_are_traced_not_static(model):

@@ -11,6 +11,7 @@ from dhde.filters.bilateral import probability_joint_bilateral_filter
 from dhde.filters.rolling_guidance import rolling_guidance_filter
 from dhde.filters.weighted_median import joint_weighted_median
 from dhde.labels import SIGMA_MIN
+from dhde.ordering import after
 from dhde.propagation import matting
 from dhde.propagation import solver as propagation
 
@@ -31,8 +32,11 @@ def filter_and_solve(values, conf, mask, guide, opts: EstimateOptions, lo, hi):
         filtered = jnp.where(mask, values, 0.0)
     n = jnp.maximum(jnp.sum(mask), 1)
     x0 = jnp.full(mask.shape, jnp.sum(filtered) / n, jnp.float32)  # mean sparse value
+    # The propagation's setup reads only the guide and the mask: without this tie XLA runs it
+    # alongside the bilateral filter and both sets of temporaries peak together (1 GB at 12 MP).
+    lam = after(jnp.float32(matting.regularizer(opts.eps, "code")), filtered)
     x, _, residual = propagation.propagate_arrays(
-        filtered, mask, guide, x0, jnp.float32(opts.gamma), jnp.float32(matting.regularizer(opts.eps, "code")),
+        filtered, mask, guide, x0, jnp.float32(opts.gamma), lam,
         jnp.float32(opts.tol), maxiter=opts.maxiter, preconditioner=opts.preconditioner, solver="jax_cg",
     )
     if opts.clip:

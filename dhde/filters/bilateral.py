@@ -109,20 +109,24 @@ def _direct(value, mask_f, log_conf, a, ks, radius: int):
     lp = jnp.pad(log_conf, pad2)
     ap = [jnp.pad(a[c], pad2) for c in range(a.shape[0])]
 
-    def row(dy, carry):
-        num, den = carry
+    vp = lax.complex(vp, jnp.ones_like(vp))  # value + 1j: see below
+
+    def row(dy, acc):
         rows = [lax.dynamic_slice_in_dim(x, dy, h, axis=0) for x in (vp, mp, lp, *ap)]
         sy = ks * jnp.asarray((dy - radius) ** 2, jnp.float32)
         for dx in range(2 * radius + 1):
             v_, m_, l_, *a_ = (x[:, dx : dx + w] for x in rows)
             d2 = sum(((a[c] - a_[c]) ** 2 for c in range(1, len(a_))), (a[0] - a_[0]) ** 2)
             wgt = m_ * jnp.exp(l_ - d2 - (sy + ks * float((dx - radius) ** 2)))
-            num = num + wgt * v_
-            den = den + wgt
-        return num, den
+            # num + 1j den in one complex accumulator: wgt (v + 1j) = wgt v + 1j wgt exactly,
+            # so the sums are the real ones, but ``wgt`` has a single reader and is fused into
+            # it. With two real sums XLA materialised all 27 weight planes of a row (40 planes
+            # of temporaries, reserved even when lax.cond takes the expansion).
+            acc = acc + wgt * v_
+        return acc
 
-    zero = jnp.zeros((h, w), jnp.float32)
-    return lax.fori_loop(0, 2 * radius + 1, row, (zero, zero))
+    acc = lax.fori_loop(0, 2 * radius + 1, row, jnp.zeros((h, w), jnp.complex64))
+    return jnp.real(acc), jnp.imag(acc)
 
 
 @partial(jax.jit, static_argnames=("radius", "range_channels", "method", "order"))

@@ -28,6 +28,7 @@ loses ~1e-2 at eps = 1e-5.
 
 from __future__ import annotations
 
+from functools import partial
 
 import jax
 import jax.numpy as jnp
@@ -69,12 +70,18 @@ def check_guide(guide) -> None:
         raise ValueError("guide contains NaN or infinite values")
 
 
-@jax.jit
-def stencil_coefficients(guide: jax.Array, lam: jax.Array) -> jax.Array:
-    """The jit-safe stage of :func:`matting_laplacian_coefficients`: guide (H, W, 3) float32,
-    H, W >= 3, ``lam`` float32 scalar from :func:`regularizer` (traced); returns (12, H, W) float32."""
-    # Everything is kept as lists of (H-2, W-2) planes so that XLA fuses the per-window algebra.
-    g = jnp.moveaxis(guide.astype(jnp.float32), -1, 0)  # (3, H, W)
+#: Rows per band of :func:`stencil_coefficients` on large images: the per-window algebra keeps
+#: ~37 (H, W) float32 planes of temporaries (1.8 GB at 12 MP), so images of more than
+#: ``BAND_PIXELS`` pixels are processed in bands of ``ceil(BAND_PIXELS / W)`` output rows (same
+#: numbers bit for bit; each band recomputes 4 halo rows).
+BAND_PIXELS = 1_000_000
+
+
+def _window_terms(g: jax.Array, lam: jax.Array, valid_rows: jax.Array | None = None) -> list:
+    """The 12 coefficient planes of a (3, h, w) guide slab, (h, w) each: every 3x3 window lying
+    fully inside the slab contributes; ``valid_rows`` (h - 2,) bool drops the windows centred on
+    slab rows 1 + i where it is False (None: all)."""
+    # Everything is kept as lists of (h-2, w-2) planes so that XLA fuses the per-window algebra.
     h, w = g.shape[1:]
     cols = [g[:, 1 + dy : h - 1 + dy, 1 + dx : w - 1 + dx] for dy, dx in _WINDOW]
     mu = sum(cols) / 9.0
@@ -108,9 +115,42 @@ def stencil_coefficients(guide: jax.Array, lam: jax.Array) -> jax.Array:
             if d not in STENCIL_OFFSETS:
                 continue
             val = 1.0 / 9.0 + q[0][a] * q[0][b] + q[1][a] * q[1][b] + q[2][a] * q[2][b]
+            if valid_rows is not None:
+                val = jnp.where(valid_rows[:, None], val, 0.0)
             k = STENCIL_OFFSETS.index(d)
             out[k] = out[k] + jnp.pad(val, ((1 + ay, 1 - ay), (1 + ax, 1 - ax)))
-    return jnp.stack(out, 0)
+    return out
+
+
+def _band_rows(h: int, w: int, band_pixels: int) -> int:
+    """Output rows per band (static): all ``h`` when the image has at most ``band_pixels``."""
+    return h if h * w <= band_pixels else max(8, -(-band_pixels // w))
+
+
+@partial(jax.jit, static_argnames=("band_pixels",))
+def stencil_coefficients(guide: jax.Array, lam: jax.Array, band_pixels: int = BAND_PIXELS) -> jax.Array:
+    """The jit-safe stage of :func:`matting_laplacian_coefficients`: guide (H, W, 3) float32,
+    H, W >= 3, ``lam`` float32 scalar from :func:`regularizer` (traced); returns (12, H, W) float32.
+
+    Images of more than ``band_pixels`` pixels (static) are computed in row bands inside a
+    ``fori_loop``, which bounds the temporaries to ~37 band-sized planes; the result is the same
+    bit for bit."""
+    g = jnp.moveaxis(guide.astype(jnp.float32), -1, 0)  # (3, H, W)
+    h, w = g.shape[1:]
+    rows = _band_rows(h, w, band_pixels)
+    if rows >= h:
+        return jnp.stack(_window_terms(g, lam), 0)
+    n_bands = -(-h // rows)
+    gp = jnp.pad(g, ((0, 0), (2, 2), (0, 0)), mode="edge")  # padded row r + 2 = image row r
+
+    def band(i, out):
+        r0 = jnp.minimum(i * rows, h - rows)  # the last band overlaps its neighbour (same values)
+        slab = jax.lax.dynamic_slice_in_dim(gp, r0, rows + 4, axis=1)  # image rows r0 - 2 .. r0 + rows + 1
+        centre = r0 - 1 + jnp.arange(rows + 2)  # image row of each window centre of the slab
+        terms = _window_terms(slab, lam, (centre >= 1) & (centre <= h - 2))
+        return jax.lax.dynamic_update_slice_in_dim(out, jnp.stack(terms, 0)[:, 2 : rows + 2], r0, axis=1)
+
+    return jax.lax.fori_loop(0, n_bands, band, jnp.zeros((len(STENCIL_OFFSETS), h, w), jnp.float32))
 
 
 def matting_laplacian_coefficients(guide, eps: float = EPS, *, eps_mode: str = "code") -> jax.Array:
