@@ -189,3 +189,29 @@ def test_bad_options():
         laplacian_apply(coeffs, np.zeros((4, 5)))
     with pytest.raises(ValueError, match="coeffs"):
         laplacian_apply(coeffs[:3], np.zeros((20, 24)))
+
+
+@pytest.mark.parametrize("shape, band_pixels", [((61, 130), 1_300), ((64, 128), 2_000), ((37, 96), 96 * 8)])
+def test_banded_coefficients_equal_one_pass(rng, shape, band_pixels):
+    """Large images are computed in row bands (bounded temporaries): the same numbers bit for
+    bit, including the image's first and last rows and an overlapping last band."""
+    h, w = shape
+    guide = jnp.asarray(rng.random((h, w, 3)), jnp.float32)
+    lam = jnp.float32(9e-5)
+    rows = matting._band_rows(h, w, band_pixels)
+    assert -(-h // rows) >= 3  # really banded: first, middle and (overlapping) last bands
+    banded = np.asarray(matting.stencil_coefficients(guide, lam, band_pixels=band_pixels))
+    whole = np.asarray(matting.stencil_coefficients(guide, lam, band_pixels=h * w))
+    np.testing.assert_array_equal(banded, whole)
+    # and against the float64 reference, like the one-pass form
+    ref = assemble_matting_laplacian(np.asarray(guide, np.float64), 1e-5)
+    x = rng.standard_normal((h, w))
+    expect = (ref @ x.ravel()).reshape(h, w)
+    got = np.asarray(laplacian_apply(banded, x.astype(np.float32)))
+    assert np.abs(got - expect).max() <= 1e-4 * np.abs(expect).max()
+
+
+def test_band_rows():
+    assert matting._band_rows(480, 640, matting.BAND_PIXELS) == 480  # one pass up to 1 MP
+    assert matting._band_rows(3000, 4000, matting.BAND_PIXELS) == 250
+    assert matting._band_rows(10, 10, 1) == 8  # at least 8 rows per band

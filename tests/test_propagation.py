@@ -285,3 +285,24 @@ def test_galerkin_plane_form_equals_stacked_form(shape):
     a, b = multigrid._galerkin(s, one), multigrid._galerkin(planes, one)
     np.testing.assert_array_equal(np.asarray(a.stencil), np.asarray(b.stencil))
     np.testing.assert_array_equal(np.asarray(a.dinv), np.asarray(b.dinv))
+
+
+def test_shifted_plane_equals_stencil_shift():
+    """The fine level's backward planes (one lax.pad with cropping edges) are stencil_shift's."""
+    x = jnp.asarray(np.random.default_rng(3).standard_normal((7, 9)).astype(np.float32))
+    for dy in range(-2, 3):
+        for dx in range(-2, 3):
+            np.testing.assert_array_equal(multigrid._shifted(x, dy, dx), matting.stencil_shift(x, dy, dx))
+
+
+def test_fine_galerkin_row_by_row_equals_two_passes():
+    """The fine level's Galerkin product, computed one coarse row offset at a time, gives the two
+    whole-axis passes' numbers bit for bit."""
+    rng = np.random.default_rng(11)
+    planes = [[jnp.asarray(rng.standard_normal((10, 13)).astype(np.float32)) for _ in range(5)] for _ in range(5)]
+    one = jnp.float32(1.0)
+    rows = jax.jit(multigrid._galerkin_fine)(planes, one)
+    two = multigrid._galerkin_axis_planes(multigrid._galerkin_axis_planes(planes, 0), 1)
+    for i in range(5):
+        for j in range(5):
+            np.testing.assert_array_equal(rows[i][j], two[i][j])

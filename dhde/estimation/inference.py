@@ -21,6 +21,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import dataclasses
+import threading
 import warnings
 from collections import OrderedDict
 from functools import partial
@@ -178,6 +179,7 @@ def default_model() -> DefocusModel:
 _COMPILED: OrderedDict = OrderedDict()
 #: How many image sizes / option sets :func:`estimate_defocus` keeps compiled at once.
 COMPILED_CACHE_SIZE = 8
+_COMPILED_LOCK = threading.Lock()
 
 
 def _release_heap() -> None:
@@ -197,15 +199,17 @@ def _compiled_core(image: jax.Array, model: DefocusModel, key: jax.Array, opts: 
     ``COMPILED_CACHE_SIZE`` most recent signatures."""
     leaves, tree = jax.tree_util.tree_flatten((model, opts))
     sig = (image.shape, str(image.dtype), tree, tuple((np.shape(x), str(np.result_type(x))) for x in leaves))
-    exe = _COMPILED.get(sig)
-    if exe is None:
-        exe = estimate_core.lower(image, model, key, opts).compile()
-        _release_heap()
+    with _COMPILED_LOCK:
+        exe = _COMPILED.get(sig)
+        if exe is not None:
+            _COMPILED.move_to_end(sig)
+            return exe
+    exe = estimate_core.lower(image, model, key, opts).compile()
+    _release_heap()
+    with _COMPILED_LOCK:
         _COMPILED[sig] = exe
         while len(_COMPILED) > COMPILED_CACHE_SIZE:
             _COMPILED.popitem(last=False)
-    else:
-        _COMPILED.move_to_end(sig)
     return exe
 
 
