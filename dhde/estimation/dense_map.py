@@ -32,8 +32,8 @@ def filter_and_solve(values, conf, mask, guide, opts: EstimateOptions, lo, hi):
         filtered = jnp.where(mask, values, 0.0)
     n = jnp.maximum(jnp.sum(mask), 1)
     x0 = jnp.full(mask.shape, jnp.sum(filtered) / n, jnp.float32)  # mean sparse value
-    # The propagation's setup reads only the guide and the mask: without this tie XLA runs it
-    # alongside the bilateral filter and both sets of temporaries peak together (1 GB at 12 MP).
+    # The propagation's setup reads only the guide and the mask: without this tie XLA may run it
+    # alongside the bilateral filter, and both sets of temporaries then count in the peak.
     lam = after(jnp.float32(matting.regularizer(opts.eps, "code")), filtered)
     x, _, residual = propagation.propagate_arrays(
         filtered, mask, guide, x0, jnp.float32(opts.gamma), lam,
