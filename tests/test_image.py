@@ -114,3 +114,16 @@ def test_value_channel_and_save(tmp_path):
     np.testing.assert_allclose(load_image(p), a, atol=0.5 / 255 + 1e-6)
     p16 = save_image(tmp_path / "y.png", a[..., 0], bits=16)
     np.testing.assert_allclose(load_image(p16)[..., 0], a[..., 0], atol=1e-4)
+
+
+def test_copy_flag_shares_memory_only_when_asked():
+    """load_image copies by default; copy=False returns a float32 RGB array as it is (used by
+    estimate_defocus, which only reads it), and still converts everything else."""
+    a = np.random.default_rng(0).random((30, 31, 3)).astype(np.float32)
+    assert not np.shares_memory(load_image(a), a)
+    assert np.shares_memory(load_image(a, copy=False), a)
+    b = a.astype(np.float64)
+    out = load_image(b, copy=False)
+    assert out.dtype == np.float32 and not np.shares_memory(out, b)
+    np.testing.assert_array_equal(load_image((a * 255).astype(np.uint8), copy=False),
+                                  load_image((a * 255).astype(np.uint8)))

@@ -171,3 +171,24 @@ def test_clip_option_bounds_the_map_to_the_label_range(model):
     np.testing.assert_allclose(np.asarray(clipped.defocus), np.clip(np.asarray(raw.defocus), 0.5, 2.0), atol=1e-6)
     assert 0.5 <= float(clipped.defocus.min()) and float(clipped.defocus.max()) <= 2.0
     np.testing.assert_array_equal(np.asarray(clipped.sparse), np.asarray(raw.sparse))
+
+
+def test_ahead_of_time_path_equals_estimate_core(model):
+    """estimate_defocus runs estimate_core compiled ahead of time (then trims the heap): the same
+    numbers bit for bit as the jitted function, for every field."""
+    img = _scene(5)
+    opts = EstimateOptions(**FAST)
+    res = estimate_defocus(img, model, options=opts)
+    ref = estimate_core(jnp.asarray(img), model, jax.random.key(0), opts)
+    for name in res._fields:
+        np.testing.assert_array_equal(np.asarray(getattr(res, name)), np.asarray(getattr(ref, name)), err_msg=name)
+    inference._release_heap()  # callable any time; a no-op where glibc is absent
+
+
+def test_compiled_cache_is_bounded(model, monkeypatch):
+    monkeypatch.setattr(inference, "COMPILED_CACHE_SIZE", 2)
+    inference._COMPILED.clear()
+    for h in (40, 44, 48):
+        estimate_defocus(_scene(1)[:h], model, **FAST)
+    assert len(inference._COMPILED) == 2
+    assert [k[0][0] for k in inference._COMPILED] == [44, 48]  # the most recent two, oldest first

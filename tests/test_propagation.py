@@ -12,7 +12,7 @@ import pytest
 import scipy.sparse as sp
 import scipy.sparse.linalg as spl
 
-from dhde.propagation import matting
+from dhde.propagation import _galerkin, matting
 from dhde.propagation import solver as prop
 from dhde.propagation.matting import matting_laplacian_coefficients
 from dhde.propagation import multigrid
@@ -278,8 +278,8 @@ def test_galerkin_plane_form_equals_stacked_form(shape):
     s = jnp.asarray(rng.standard_normal((5, 5) + shape).astype(np.float32))
     planes = [[s[i, j] for j in range(5)] for i in range(5)]
     for axis in (0, 1):
-        stacked = np.asarray(jax.jit(multigrid._galerkin_axis, static_argnums=1)(s, axis + 2))
-        got = jax.jit(multigrid._galerkin_axis_planes, static_argnums=1)(planes, axis)
+        stacked = np.asarray(jax.jit(_galerkin.galerkin_axis, static_argnums=1)(s, axis + 2))
+        got = jax.jit(_galerkin.galerkin_axis_planes, static_argnums=1)(planes, axis)
         np.testing.assert_array_equal(np.stack([np.stack([np.asarray(p) for p in row]) for row in got]), stacked)
     one = jnp.float32(1.0)
     a, b = multigrid._galerkin(s, one), multigrid._galerkin(planes, one)
@@ -292,7 +292,7 @@ def test_shifted_plane_equals_stencil_shift():
     x = jnp.asarray(np.random.default_rng(3).standard_normal((7, 9)).astype(np.float32))
     for dy in range(-2, 3):
         for dx in range(-2, 3):
-            np.testing.assert_array_equal(multigrid._shifted(x, dy, dx), matting.stencil_shift(x, dy, dx))
+            np.testing.assert_array_equal(_galerkin.shifted(x, dy, dx), matting.stencil_shift(x, dy, dx))
 
 
 def test_fine_galerkin_row_by_row_equals_two_passes():
@@ -301,8 +301,8 @@ def test_fine_galerkin_row_by_row_equals_two_passes():
     rng = np.random.default_rng(11)
     planes = [[jnp.asarray(rng.standard_normal((10, 13)).astype(np.float32)) for _ in range(5)] for _ in range(5)]
     one = jnp.float32(1.0)
-    rows = jax.jit(multigrid._galerkin_fine)(planes, one)
-    two = multigrid._galerkin_axis_planes(multigrid._galerkin_axis_planes(planes, 0), 1)
+    rows = jax.jit(_galerkin.galerkin_fine)(planes, one)
+    two = _galerkin.galerkin_axis_planes(_galerkin.galerkin_axis_planes(planes, 0), 1)
     for i in range(5):
         for j in range(5):
             np.testing.assert_array_equal(rows[i][j], two[i][j])

@@ -521,7 +521,7 @@ def test_fewer_seeds_than_asked_are_reported(monkeypatch, tiny_model):
         mask[2, 2] = mask[3, 30] = True  # two seeds placed, off the edges
         return res._replace(mask=mask)
 
-    monkeypatch.setattr(dhde.estimation.inference, "estimate_core", core)
+    monkeypatch.setattr(dhde.estimation.inference, "_run_core", core)
     with pytest.warns(UserWarning, match="options.seeds=200 asked but 2 seed points placed"):
         estimate_defocus(_img(0), tiny_model, seeds=200)
     with warnings.catch_warnings():

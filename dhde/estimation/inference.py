@@ -193,12 +193,18 @@ def _release_heap() -> None:
         pass
 
 
+def _leaf_signature(x) -> tuple:
+    """What of a pytree leaf a compiled program depends on: shape, dtype (or Python type), weak type."""
+    dtype = getattr(x, "dtype", None)
+    return np.shape(x), str(dtype) if dtype is not None else type(x).__name__, bool(getattr(x, "weak_type", False))
+
+
 def _compiled_core(image: jax.Array, model: DefocusModel, key: jax.Array, opts: EstimateOptions):
     """The compiled :func:`estimate_core` for these arguments' shapes and static parts: compiled
     ahead of time on first use (then :func:`_release_heap`), and kept for the
     ``COMPILED_CACHE_SIZE`` most recent signatures."""
     leaves, tree = jax.tree_util.tree_flatten((model, opts))
-    sig = (image.shape, str(image.dtype), tree, tuple((np.shape(x), str(np.result_type(x))) for x in leaves))
+    sig = (image.shape, str(image.dtype), tree, tuple(_leaf_signature(x) for x in leaves))
     with _COMPILED_LOCK:
         exe = _COMPILED.get(sig)
         if exe is not None:
@@ -211,6 +217,11 @@ def _compiled_core(image: jax.Array, model: DefocusModel, key: jax.Array, opts: 
         while len(_COMPILED) > COMPILED_CACHE_SIZE:
             _COMPILED.popitem(last=False)
     return exe
+
+
+def _run_core(image: jax.Array, model: DefocusModel, key: jax.Array, opts: EstimateOptions) -> DefocusResult:
+    """:func:`estimate_core` through the ahead-of-time cache of :func:`_compiled_core`."""
+    return _compiled_core(image, model, key, opts)(image, model, key, opts)
 
 
 def _pad_to(img: np.ndarray, multiple: int) -> np.ndarray:
@@ -263,7 +274,7 @@ def estimate_defocus(image, model: DefocusModel | None = None, *, options: Estim
     model, opts = _resolve(model, options, overrides)
     if int(size_multiple) < 1:
         raise ValueError(f"size_multiple must be >= 1, got {size_multiple}")
-    img = load_image(image)
+    img = load_image(image, copy=False)  # only read (a float32 input is not duplicated)
     if opts.contrast_floor > 0:  # cheap check first: a flat image compiles nothing
         top = max_gradient(img.max(axis=-1))
         if top < opts.contrast_floor:
@@ -271,8 +282,7 @@ def estimate_defocus(image, model: DefocusModel | None = None, *, options: Estim
     h, w = img.shape[:2]
     _warn_levels((h, w), opts)
     padded = _pad_to(img, int(size_multiple))
-    image_j, key = jnp.asarray(padded), jax.random.key(seed)
-    res = _compiled_core(image_j, model, key, opts)(image_j, model, key, opts)
+    res = _run_core(jnp.asarray(padded), model, jax.random.key(seed), opts)
     if padded.shape[:2] != (h, w):
         res = _crop(res, h, w)
     if not bool(jnp.any(res.scales > 0)):
