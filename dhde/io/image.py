@@ -156,7 +156,7 @@ def load_image(image: ImageLike, *, min_side: int = MIN_SIDE, copy: bool = True)
                 )
             arr = (arr.astype(np.float64) / top).astype(np.float32)
         elif np.issubdtype(arr.dtype, np.floating):
-            arr = arr.astype(np.float32, copy=copy)
+            arr = arr.astype(np.float32, copy=False)  # copied at the end only if still shared
         else:
             raise TypeError(f"image array has unsupported dtype {arr.dtype}")
     else:

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dhde.propagation._galerkin import fence as _fence
-from dhde.propagation._galerkin import fine_planes, galerkin_axis, galerkin_fine, shifted
+from dhde.propagation._galerkin import fine_planes, galerkin_axis, galerkin_fine
 from dhde.propagation.matting import STENCIL_OFFSETS, laplacian_diagonal, stencil_shift, system_apply
 
 #: Levels are added while the coarsest grid has more than this many unknowns.
@@ -73,20 +73,6 @@ def _stencil_apply(stencil: jax.Array, x: jax.Array) -> jax.Array:
         for j in range(5):
             out = out + stencil[i, j] * xp[..., i : i + h, j : j + w]
     return out
-
-
-def _full_planes(coeffs: jax.Array, mass: jax.Array, one: jax.Array) -> list:
-    """The stencil of L + diag(mass) from the Laplacian-form coefficients, as 5 x 5 planes
-    (``planes[2 + dy][2 + dx]``, (H, W) each), not stacked: the fine level is only read (Galerkin
-    product, row sums), so XLA fuses each off-diagonal plane (a negated, shifted coefficient
-    plane) into its readers instead of holding a (5, 5, H, W) copy (1.2 GB at 12 MP). Only the
-    diagonal (a sum of 25 planes) is materialised, with ``one`` (see :func:`_fence`)."""
-    rows = [[None] * 5 for _ in range(5)]
-    for k, (dy, dx) in enumerate(STENCIL_OFFSETS):
-        rows[2 + dy][2 + dx] = -coeffs[k]
-        rows[2 - dy][2 - dx] = -shifted(coeffs[k], -dy, -dx)
-    rows[2][2] = _fence(mass + laplacian_diagonal(coeffs), one)
-    return rows
 
 
 def _abs_row_sum(stencil) -> jax.Array:
@@ -147,10 +133,9 @@ def level_shapes(h: int, w: int, max_coarse: int = MAX_COARSE) -> tuple:
 
 def _galerkin(stencil, one) -> CoarseLevel:
     """Coarse level P^T A P (bilinear P, both axes) of a (5, 5, h, w) stencil, or of the fine
-    level given as 5 x 5 planes or ``_galerkin.fine_planes`` (see ``_galerkin.galerkin_fine``),
-    symmetrised."""
+    level given as ``_galerkin.fine_planes`` (see ``_galerkin.galerkin_fine``), symmetrised."""
     fence = partial(_fence, one=one)
-    if isinstance(stencil, list) or callable(stencil):
+    if callable(stencil):
         s = galerkin_fine(stencil, one)
     else:
         s = fence(galerkin_axis(stencil, 2))
@@ -194,9 +179,10 @@ def build_multigrid(coeffs: jax.Array, mass: jax.Array, max_coarse: int = MAX_CO
         raise ValueError(f"coeffs must be (12, H, W) and mass (H, W), got {coeffs.shape} and {mass.shape}")
     shapes = level_shapes(*mass.shape, max_coarse=max_coarse)
     one = (mass[0, 0] > -1.0).astype(jnp.float32)  # 1.0, but not foldable by XLA
-    planes = _full_planes(coeffs, mass, one)
-    fine_dinv = _fence(safe_inverse(_abs_row_sum(planes)), one)
-    stencil = fine_planes(coeffs, planes[2][2])  # the fine level, for the first Galerkin product
+    # The fine level of L + diag(mass) is never stacked (a (5, 5, H, W) copy is 1.2 GB at 12 MP):
+    # its planes are formed where they are read; only the diagonal is materialised.
+    stencil = fine_planes(coeffs, _fence(mass + laplacian_diagonal(coeffs), one))
+    fine_dinv = _fence(safe_inverse(_abs_row_sum([[stencil(i, j, one) for j in range(5)] for i in range(5)])), one)
     levels = []
     for _ in shapes[1:]:
         levels.append(_galerkin(stencil, one))
