@@ -315,3 +315,21 @@ def test_fine_galerkin_row_by_row_equals_two_passes():
     for i in range(5):
         for j in range(5):
             np.testing.assert_array_equal(rows[i][j], two[i][j])
+
+
+def test_large_coarse_level_takes_the_plane_pass(monkeypatch):
+    """Coarse levels above ``PLANE_PASS_PIXELS`` (12 MP images) use the one-plane-at-a-time
+    Galerkin product, which must give the stacked product's hierarchy bit for bit."""
+    coeffs, mass = _operator()
+
+    def build():  # a fresh jit: the threshold is read at trace time
+        fn = lambda c, m: multigrid.build_multigrid(c, m, max_coarse=32)  # noqa: E731
+        return jax.jit(fn)(coeffs, mass), len(str(jax.make_jaxpr(fn)(coeffs, mass)))
+
+    stacked, n_stacked = build()
+    monkeypatch.setattr(multigrid, "PLANE_PASS_PIXELS", 0)
+    planes, n_planes = build()
+    assert n_planes > n_stacked  # the plane pass did run
+    assert len(planes.levels) == 2
+    for a, b in zip(jax.tree_util.tree_leaves(stacked), jax.tree_util.tree_leaves(planes)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

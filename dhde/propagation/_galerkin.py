@@ -4,8 +4,8 @@ to :mod:`dhde.propagation`; :mod:`dhde.propagation.multigrid` composes it).
 P is bilinear interpolation from ceil(n / 2) to n samples per axis (constants preserved at the
 borders). The product is computed one axis at a time on 25-point stencils, with strided slices
 only: :func:`galerkin_axis` on a stacked (5, 5, h, w) stencil (the small coarse levels), and
-:func:`galerkin_line` / :func:`galerkin_fine` on separate planes (the fine level, where memory
-counts: 12 MP images). :func:`fence` is the identity that makes XLA materialise an array.
+:func:`galerkin_line` / :func:`galerkin_fine` on separate planes (the fine level, and the first
+coarse level of images above ~4 MP: where memory counts). :func:`fence` is the identity that makes XLA materialise an array.
 """
 
 from __future__ import annotations
@@ -149,7 +149,8 @@ def fine_planes(coeffs: jax.Array, diag: jax.Array):
 
 
 def galerkin_fine(plane, one) -> list:
-    """P^T A P (both axes, not symmetrised) of the fine level, one coarse plane at a time: the
+    """P^T A P (both axes, not symmetrised) of the fine level (or of a large coarse level given
+    as ``lambda i, j, _: stencil[i, j]``), one coarse plane at a time: the
     y pass of coarse row offset i for one fine column offset, ..., then the row's x pass, then
     row i + 1, ordered by data dependencies (:func:`dhde.ordering.after`). ``plane(i, j, one)``
     gives the fine plane of offset (i - 2, j - 2) (:func:`fine_planes`, whose shifted planes a
