@@ -65,14 +65,18 @@ def _pool_tiled_fwd(x, k):
 
 def _pool_tiled_bwd(k, res, g):
     # The gradient of the reshape form: each window's cotangent goes to its maximum (split
-    # evenly between tied maxima, like jnp.max), then the -inf padding is cut off again.
+    # evenly between tied maxima, like jnp.max), then the -inf padding is cut off again. Written
+    # with the k * k strided slices of the padded input (one per window position) rather than a
+    # reshape into (n, ho, k, wo, k, c) and a reduction over its axes 2 and 4, which XLA's CPU
+    # backend runs ~1.3x slower (the CNN's forward + backward on 256 patches: 75 -> 58 ms).
     x, y = res
     n, h, w, c = x.shape
     ho, wo = y.shape[1:3]
     xp = jnp.pad(x, ((0, 0), (0, ho * k - h), (0, wo * k - w), (0, 0)), constant_values=-jnp.inf)
-    hit = (xp.reshape(n, ho, k, wo, k, c) == y[:, :, None, :, None, :]).astype(g.dtype)
-    share = g[:, :, None, :, None, :] / jnp.sum(hit, axis=(2, 4), keepdims=True)
-    return ((hit * share).reshape(n, ho * k, wo * k, c)[:, :h, :w],)
+    hits = [[(xp[:, a::k, b::k] == y).astype(g.dtype) for b in range(k)] for a in range(k)]
+    share = g / sum(hit for row in hits for hit in row)
+    out = jnp.stack([jnp.stack([hit * share for hit in row], axis=3) for row in hits], axis=2)
+    return (out.reshape(n, ho * k, wo * k, c)[:, :h, :w],)
 
 
 _pool_tiled.defvjp(_pool_tiled_fwd, _pool_tiled_bwd)
