@@ -5,7 +5,8 @@ P is bilinear interpolation from ceil(n / 2) to n samples per axis (constants pr
 borders). The product is computed one axis at a time on 25-point stencils, with strided slices
 only: :func:`galerkin_axis` on a stacked (5, 5, h, w) stencil (the small coarse levels), and
 :func:`galerkin_line` / :func:`galerkin_fine` on separate planes (the fine level, and the first
-coarse level of images above ~4 MP: where memory counts). :func:`fence` is the identity that makes XLA materialise an array.
+coarse level of images above ~4 MP: where memory counts). :func:`fence` is the identity that
+makes XLA materialise an array.
 """
 
 from __future__ import annotations
